@@ -1,0 +1,16 @@
+from dataclasses import replace
+from typing import Annotated
+
+from zenml import step
+
+from steps._workdir import scratch_dir
+from timewarp.ingest import ShardSet, list_shards
+from timewarp.sample import make_sample
+
+
+@step
+def generate_sample(videos: int, seed: int) -> Annotated[ShardSet, "finevideo_shards"]:
+    """A generated FineVideo miniature; its shards are stored inside the artifact."""
+    root = scratch_dir("sample")
+    make_sample(root, videos=videos, seed=seed)
+    return replace(list_shards(str(root)), generated=True)

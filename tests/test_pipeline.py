@@ -1,0 +1,126 @@
+"""``timewarp_data`` on the local ZenML stack (isolated config, see conftest)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO_ROOT
+
+pytestmark = pytest.mark.pipeline
+
+
+@pytest.fixture(scope="module")
+def zenml_client():
+    from zenml.client import Client
+
+    if not (REPO_ROOT / ".zen").exists():
+        Client.initialize(root=REPO_ROOT)
+    return Client()
+
+
+def _last_run(client):
+    return client.get_pipeline("timewarp_data").last_run
+
+
+@pytest.fixture(scope="module")
+def exported_run(zenml_client, sample_root, tmp_path_factory):
+    from pipelines.timewarp_data import timewarp_data
+
+    export = tmp_path_factory.mktemp("export")
+    timewarp_data.with_options(enable_cache=False)(
+        finevideo_root=str(sample_root), export_dir=str(export), max_videos=10, render_shuffled_videos=True
+    )
+    return _last_run(zenml_client), export
+
+
+def test_export_has_the_paper_layout(exported_run):
+    run, export = exported_run
+    ids = sorted(p.stem for p in (export / "normal_annotations").glob("*.json"))
+    assert len(ids) == 10
+    assert sorted(p.stem for p in (export / "shuffled_annotations").glob("*.json")) == ids
+    assert sorted(p.stem for p in (export / "normal_videos").glob("*.mp4")) == ids
+    assert sorted(p.stem for p in (export / "shuffled_videos").glob("*.mp4")) == ids
+    normal = json.loads((export / "normal_annotations" / f"{ids[0]}.json").read_text())
+    shuffled = json.loads((export / "shuffled_annotations" / f"{ids[0]}.json").read_text())
+    assert set(normal) == {"video", "annotation_filename", "description", "scene_timestamps", "combined_captions"}
+    assert set(shuffled) >= set(normal) | {"shuffled_combined_captions"}
+    permutation = shuffled["permutation"]
+    assert shuffled["description"] == [normal["description"][i] for i in permutation]
+    assert shuffled["scene_timestamps"] == [normal["scene_timestamps"][i] for i in permutation]
+    assert shuffled["shuffled_combined_captions"] == " ".join(shuffled["description"])
+    assert normal["combined_captions"] == " ".join(normal["description"])
+    assert len(list((export / "frames" / ids[0] / "normal").glob("*.png"))) == 8
+    assert len(list((export / "frames" / ids[0] / "shuffled").glob("*.png"))) == 8
+    assert (export / "rejections.jsonl").read_text() == ""
+
+
+def test_lineage_leads_from_the_export_back_to_shard_and_row(exported_run, zenml_client, sample_root):
+    from timewarp.corpus import VideoCorpus
+    from timewarp.ingest import ShardSet
+
+    run, export = exported_run
+    lineage = json.loads((export / "lineage.json").read_text())
+    assert lineage["pipeline_run_id"] == str(run.id)
+    corpus_version = zenml_client.get_artifact_version(lineage["corpus_artifact_version_id"])
+    merge_step = zenml_client.get_run_step(corpus_version.producer_step_run_id)
+    assert merge_step.name == "merge_corpus"
+    part_version = merge_step.inputs["parts"][0]
+    prepare_step = zenml_client.get_run_step(part_version.producer_step_run_id)
+    assert prepare_step.name == "prepare_videos"
+    shards_version = prepare_step.inputs["shards"][0]
+    assert zenml_client.get_run_step(shards_version.producer_step_run_id).name == "locate_shards"
+    shards = shards_version.load()
+    assert isinstance(shards, ShardSet) and shards.root == str(sample_root)
+
+    corpus = corpus_version.load()
+    assert isinstance(corpus, VideoCorpus)
+    video_id, source = next(iter(lineage["videos"].items()))
+    video = next(v for v in corpus.videos if v.video_id == video_id)
+    assert (video.shard, video.row) == (source["shard"], source["row"])
+    assert video.shard in {s.uri for s in shards.shards}
+    metadata = corpus_version.run_metadata
+    assert metadata["videos"] == 10 and metadata["rows_read"] == 10
+    assert corpus_version.visualizations, "the corpus has a dashboard view"
+
+
+def test_second_run_is_served_from_the_cache(zenml_client, sample_root):
+    from zenml.enums import ExecutionStatus
+
+    from pipelines.timewarp_data import timewarp_data
+
+    for _ in range(2):
+        timewarp_data(finevideo_root=str(sample_root), max_videos=4, seed=1)
+    run = _last_run(zenml_client)
+    assert run.steps["locate_shards"].status == ExecutionStatus.COMPLETED
+    assert run.steps["prepare_videos"].status == ExecutionStatus.CACHED
+    assert run.steps["merge_corpus"].status == ExecutionStatus.CACHED
+    timewarp_data(finevideo_root=str(sample_root), max_videos=4, seed=2)
+    assert _last_run(zenml_client).steps["prepare_videos"].status == ExecutionStatus.COMPLETED
+
+
+def test_shard_groups_run_as_parallel_steps(zenml_client, sample_root):
+    from pipelines.timewarp_data import timewarp_data
+
+    timewarp_data.with_options(enable_cache=False)(finevideo_root=str(sample_root), shard_groups=2)
+    run = _last_run(zenml_client)
+    assert {"prepare_videos_0", "prepare_videos_1", "merge_corpus"} <= set(run.steps)
+    corpus = run.steps["merge_corpus"].outputs["corpus"][0].load()
+    assert len(corpus) == 12 and corpus.rows_read == 12
+
+
+def test_cli_bare_name_with_yaml_config(zenml_client, sample_root, tmp_path):
+    export = tmp_path / "export"
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"parameters": {"finevideo_root": str(sample_root), "export_dir": str(export), "max_videos": 3}}))
+    env = {**os.environ}
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "zenml"), "pipeline", "run", "timewarp_data", "-c", str(config)],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert len(list((export / "normal_annotations").glob("*.json"))) == 3

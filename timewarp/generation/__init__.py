@@ -1,0 +1,1 @@
+"""LLM text generation for synthetic question/answer data (OpenAI-compatible endpoints)."""
