@@ -1,7 +1,24 @@
 """ZenML materializers, one per domain type of :mod:`timewarp`."""
 
+from materializers.json_materializers import QualityReportMaterializer, VideoSplitMaterializer
 from materializers.rejection_log_materializer import RejectionLogMaterializer
 from materializers.shard_set_materializer import ShardSetMaterializer
+from materializers.text_dataset_materializers import (
+    GenerationLogMaterializer,
+    MCQBenchmarkMaterializer,
+    PreferenceDatasetMaterializer,
+    SFTDatasetMaterializer,
+)
 from materializers.video_corpus_materializer import VideoCorpusMaterializer
 
-__all__ = ["RejectionLogMaterializer", "ShardSetMaterializer", "VideoCorpusMaterializer"]
+__all__ = [
+    "GenerationLogMaterializer",
+    "MCQBenchmarkMaterializer",
+    "PreferenceDatasetMaterializer",
+    "QualityReportMaterializer",
+    "RejectionLogMaterializer",
+    "SFTDatasetMaterializer",
+    "ShardSetMaterializer",
+    "VideoCorpusMaterializer",
+    "VideoSplitMaterializer",
+]

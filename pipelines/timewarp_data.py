@@ -1,6 +1,8 @@
 from zenml import pipeline
 
 from steps.data import export_corpus, generate_sample, locate_shards, merge_corpus, prepare_videos
+from steps.generation import check_data_quality, export_text, generate_benchmark, generate_training_text, split_videos
+from timewarp.generation.config import GeneratorConfig
 
 
 @pipeline
@@ -17,8 +19,14 @@ def timewarp_data(
     integer_timestamps: bool = False,
     shard_groups: int = 1,
     workers: int = 1,
+    generator: GeneratorConfig = GeneratorConfig(),
+    questions_per_video: int = 3,
+    mcq_per_video: int = 3,
+    benchmark_fraction: float = 0.25,
+    paper_overlap: bool = False,
 ):
-    """FineVideo shards -> scenes -> shuffled scene order -> frames and merged captions.
+    """FineVideo shards -> scenes -> shuffled scene order -> frames and merged captions ->
+    SFT pairs, explicit preference pairs and the normal / shuffled benchmarks.
 
     With no ``finevideo_root`` it runs on a generated FineVideo miniature.
     """
@@ -42,6 +50,13 @@ def timewarp_data(
         parts.append(part)
         logs.append(log)
     corpus, rejections = merge_corpus(parts, logs)
+
+    video_split = split_videos(corpus, benchmark_fraction, seed, paper_overlap)
+    sft, preferences, training_log = generate_training_text(corpus, video_split, generator, questions_per_video, seed)
+    normal, shuffled, benchmark_log = generate_benchmark(corpus, video_split, generator, mcq_per_video, seed)
+    check_data_quality(sft, preferences, normal, training_log, benchmark_log, video_split)
+
     if export_dir:
         export_corpus(corpus, rejections, export_dir)
-    return corpus, rejections
+        export_text(sft, preferences, normal, shuffled, export_dir)
+    return sft, preferences, normal, shuffled

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from zenml import pipeline, step
+from zenml.client import Client
+
 from conftest import REPO_ROOT
+from steps.generation import check_data_quality, generate_benchmark, generate_training_text
+from timewarp.corpus import VideoCorpus
+from timewarp.generation.config import GeneratorConfig
+from timewarp.generation.splits import VideoSplit
 
 pytestmark = pytest.mark.pipeline
 
@@ -57,6 +64,33 @@ def test_export_has_the_paper_layout(exported_run):
     assert len(list((export / "frames" / ids[0] / "normal").glob("*.png"))) == 8
     assert len(list((export / "frames" / ids[0] / "shuffled").glob("*.png"))) == 8
     assert (export / "rejections.jsonl").read_text() == ""
+    for name in ("temporal_sft.json", "temporal_pref.json", "timewarp_normal_benchmark.json",
+                 "timewarp_shuffled_benchmark.json", "llava_hound_dpo.jsonl", "trl_preference"):
+        assert (export / name).exists(), name
+
+
+def test_generated_text_artifacts(exported_run):
+    from timewarp.generation.datasets import MCQBenchmark, PreferenceDataset, SFTDataset
+
+    run, _ = exported_run
+    split = run.steps["split_videos"].outputs["video_split"][0].load()
+    assert split.train_ids and split.benchmark_ids and not split.leaked_ids()
+    training = run.steps["generate_training_text"].outputs
+    preferences = training["preference_pairs"][0].load()
+    sft = training["sft_pairs"][0].load()
+    assert isinstance(preferences, PreferenceDataset) and isinstance(sft, SFTDataset)
+    assert len(preferences.pairs) == 3 * len(split.train_ids)
+    assert {p.video_id for p in preferences.pairs} <= set(split.train_ids)
+    assert preferences.generator["generator"] == "template"
+    benchmark = run.steps["generate_benchmark"].outputs
+    normal, shuffled = benchmark["normal_benchmark"][0].load(), benchmark["shuffled_benchmark"][0].load()
+    assert isinstance(normal, MCQBenchmark) and (normal.variant, shuffled.variant) == ("normal", "shuffled")
+    assert {i.video_id for i in normal.items} <= set(split.benchmark_ids)
+    report = run.steps["check_data_quality"].outputs["data_quality_report"][0]
+    assert report.run_metadata["violations"] == 0
+    assert report.load().counts["preference_pairs"] == len(preferences.pairs)
+    html = (Path(training["preference_pairs"][0].uri) / "preferences.html").read_text()
+    assert "<img" in html and preferences.pairs[0].question.split()[0] in html
 
 
 def test_lineage_leads_from_the_export_back_to_shard_and_row(exported_run, zenml_client, sample_root):
@@ -124,3 +158,32 @@ def test_cli_bare_name_with_yaml_config(zenml_client, sample_root, tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert len(list((export / "normal_annotations").glob("*.json"))) == 3
+
+
+
+@step
+def overlapping_split(corpus: VideoCorpus) -> VideoSplit:
+    """A deliberately bad split: some videos on both sides."""
+    ids = [v.video_id for v in corpus.videos]
+    return VideoSplit(train_ids=ids[:6], benchmark_ids=ids[4:])
+
+
+@pipeline(enable_cache=False)
+def leaky_data(corpus_artifact_id: str):
+    corpus = Client().get_artifact_version(corpus_artifact_id)
+    split = overlapping_split(corpus)
+    sft, prefs, training_log = generate_training_text(corpus, split, GeneratorConfig(), 3, 0)
+    normal, _, benchmark_log = generate_benchmark(corpus, split, GeneratorConfig(), 3, 0)
+    check_data_quality(sft, prefs, normal, training_log, benchmark_log, split)
+
+
+def test_leakage_fails_the_run(exported_run):
+    from zenml.enums import ExecutionStatus
+
+    run, _ = exported_run
+    with pytest.raises(Exception):
+        leaky_data(str(run.steps["merge_corpus"].outputs["corpus"][0].id))
+    failed = Client().get_pipeline("leaky_data").last_run
+    check = failed.steps["check_data_quality"]
+    assert check.status == ExecutionStatus.FAILED
+    assert any("also in training data" in v for v in check.run_metadata["violations"])
