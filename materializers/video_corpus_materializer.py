@@ -34,7 +34,7 @@ class VideoCorpusMaterializer(BaseMaterializer):
             return VideoCorpus.read(local)
 
     def extract_metadata(self, data: VideoCorpus) -> dict[str, Any]:
-        return {"rows_read": data.rows_read, **data.summary()}
+        return {"rows_read": data.rows_read, "rejected": data.rows_read - len(data), **data.summary()}
 
     def save_visualizations(self, data: VideoCorpus) -> dict[str, VisualizationType]:
         summary = data.summary()

@@ -187,3 +187,41 @@ def test_leakage_fails_the_run(exported_run):
     check = failed.steps["check_data_quality"]
     assert check.status == ExecutionStatus.FAILED
     assert any("also in training data" in v for v in check.run_metadata["violations"])
+
+
+def test_openai_endpoint_from_config_alone_and_the_key_stays_secret(zenml_client, sample_root, tmp_path, monkeypatch):
+    """A run YAML switches the generator to an OpenAI-compatible endpoint (a loopback
+    server speaking the protocol to the real openai client); the key reaches the server
+    and nothing else: not the artifact store, the ZenML database, logs or the export."""
+    from chat_server import ChatServer
+    from test_llm_generator import FakeLLM
+
+    from pipelines.timewarp_data import timewarp_data
+
+    key = "sk-test-PIPELINE-SECRET-4242"
+    monkeypatch.setenv("TIMEWARP_PIPELINE_LLM_KEY", key)
+    export = tmp_path / "export"
+    with ChatServer(responder=FakeLLM()) as server:
+        config = tmp_path / "openai.yaml"
+        config.write_text(yaml.safe_dump({"parameters": {
+            "finevideo_root": str(sample_root), "max_videos": 8, "export_dir": str(export),
+            "generator": {"backend": "openai", "model": "fake-model", "base_url": server.base_url,
+                          "api_key_env": "TIMEWARP_PIPELINE_LLM_KEY", "cache_dir": str(tmp_path / "cache"),
+                          "max_retries": 0, "max_tokens": 1024},
+        }}))
+        timewarp_data.with_options(config_path=str(config), enable_cache=False)()
+        requests = list(server.requests)
+    assert requests and all(r.headers.get("authorization") == f"Bearer {key}" for r in requests)
+    run = _last_run(zenml_client)
+    preferences = run.steps["generate_training_text"].outputs["preference_pairs"][0].load()
+    normal = run.steps["generate_benchmark"].outputs["normal_benchmark"][0].load()
+    assert preferences.pairs and normal.items
+    assert preferences.generator["generator"] == "openai" and preferences.generator["model"] == "fake-model"
+    assert "prompt_version" in preferences.generator
+    assert json.loads((export / "temporal_pref.json").read_text())
+
+    secret = key.encode()
+    for root in (Path(os.environ["ZENML_CONFIG_PATH"]), export, tmp_path / "cache"):
+        for path in root.rglob("*"):
+            if path.is_file():
+                assert secret not in path.read_bytes(), path

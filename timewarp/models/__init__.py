@@ -1,0 +1,1 @@
+"""Local model helpers (tiny offline test checkpoints; video-LLM training later)."""
