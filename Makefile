@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export ZENML_CONFIG_PATH ?= $(CURDIR)/.timewarp/zenml
 export ZENML_ANALYTICS_OPT_IN ?= false
+# DeepSpeed installs from source: build no ops at install time (they JIT-compile when used).
+export DS_BUILD_OPS ?= 0
 # Parallel test workers; CI machines have 2 cores.
 PYTEST_ARGS ?=
 
