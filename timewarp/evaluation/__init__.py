@@ -1,0 +1,1 @@
+"""Scoring video-LLMs on the TimeWarp benchmarks."""
