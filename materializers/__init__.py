@@ -1,6 +1,7 @@
 """ZenML materializers, one per domain type of :mod:`timewarp`."""
 
 from materializers.json_materializers import QualityReportMaterializer, VideoSplitMaterializer
+from materializers.model_checkpoint_materializer import ModelCheckpointMaterializer
 from materializers.rejection_log_materializer import RejectionLogMaterializer
 from materializers.shard_set_materializer import ShardSetMaterializer
 from materializers.text_dataset_materializers import (
@@ -14,6 +15,7 @@ from materializers.video_corpus_materializer import VideoCorpusMaterializer
 __all__ = [
     "GenerationLogMaterializer",
     "MCQBenchmarkMaterializer",
+    "ModelCheckpointMaterializer",
     "PreferenceDatasetMaterializer",
     "QualityReportMaterializer",
     "RejectionLogMaterializer",

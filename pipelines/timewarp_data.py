@@ -1,7 +1,6 @@
 from zenml import pipeline
 
-from steps.data import export_corpus, generate_sample, locate_shards, merge_corpus, prepare_videos
-from steps.generation import check_data_quality, export_text, generate_benchmark, generate_training_text, split_videos
+from pipelines.stages import data_stage
 from timewarp.generation.config import GeneratorConfig
 
 
@@ -30,33 +29,9 @@ def timewarp_data(
 
     With no ``finevideo_root`` it runs on a generated FineVideo miniature.
     """
-    shards = locate_shards(finevideo_root) if finevideo_root else generate_sample(sample_videos, seed)
-    parts, logs = [], []
-    for group in range(shard_groups):
-        part, log = prepare_videos(
-            shards,
-            max_videos=max_videos,
-            max_seconds=max_seconds,
-            min_scenes=min_scenes,
-            integer_timestamps=integer_timestamps,
-            seed=seed,
-            frames_per_video=frames_per_video,
-            render_shuffled_videos=render_shuffled_videos,
-            group=group,
-            groups=shard_groups,
-            workers=workers,
-            id=f"prepare_videos_{group}" if shard_groups > 1 else None,
-        )
-        parts.append(part)
-        logs.append(log)
-    corpus, rejections = merge_corpus(parts, logs)
-
-    video_split = split_videos(corpus, benchmark_fraction, seed, paper_overlap)
-    sft, preferences, training_log = generate_training_text(corpus, video_split, generator, questions_per_video, seed)
-    normal, shuffled, benchmark_log = generate_benchmark(corpus, video_split, generator, mcq_per_video, seed)
-    check_data_quality(sft, preferences, normal, training_log, benchmark_log, video_split)
-
-    if export_dir:
-        export_corpus(corpus, rejections, export_dir)
-        export_text(sft, preferences, normal, shuffled, export_dir)
+    _, sft, preferences, normal, shuffled, _ = data_stage(
+        finevideo_root, max_videos, max_seconds, min_scenes, seed, frames_per_video, render_shuffled_videos,
+        export_dir, sample_videos, integer_timestamps, shard_groups, workers, generator, questions_per_video,
+        mcq_per_video, benchmark_fraction, paper_overlap,
+    )
     return sft, preferences, normal, shuffled

@@ -62,3 +62,10 @@ def test_sample_has_finevideo_layout_and_is_deterministic(tmp_path):
     assert table_a.equals(table_b)
     assert not table_a.column("mp4").equals(pq.read_table(other[0]).column("mp4"))
     assert table_a.column("mp4")[0].as_py()[4:8] == b"ftyp"
+
+
+def test_sample_videos_differ_from_each_other(sample_root):
+    rows = [r for shard in list_shards(str(sample_root)).shards for r in iter_rows(shard)]
+    captions = {tuple(s["activities"][0]["description"] for s in r.annotation["content_metadata"]["scenes"]) for r in rows}
+    assert len(captions) == len(rows)
+    assert len({r.mp4 for r in rows}) == len(rows)

@@ -7,6 +7,7 @@ scenes can be read back from the frames. Deterministic for a seed.
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -274,7 +275,8 @@ def finevideo_arrow_schema() -> pa.Schema:
 
 def make_video(video_id: str, seed: int, spec: SampleSpec) -> tuple[bytes, dict]:
     """The mp4 bytes and the FineVideo ``json`` of one synthetic video."""
-    rng = np.random.default_rng([seed, int.from_bytes(video_id.encode(), "little") % (2**63)])
+    digest = hashlib.sha256(f"{seed}\x00{video_id}".encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:16], "little"))
     scenes = _plan_scenes(rng, spec)
     duration = scenes[-1].end
     frame_count = int(round(duration * spec.fps))

@@ -1,0 +1,7 @@
+"""Training stage steps: base model -> SFT / DPO."""
+
+from steps.training.prepare_base_model import prepare_base_model
+from steps.training.train_dpo import train_dpo
+from steps.training.train_sft import train_sft
+
+__all__ = ["prepare_base_model", "train_dpo", "train_sft"]

@@ -1,0 +1,243 @@
+"""Training recipes: plain dataclasses whose defaults are the paper's GPU recipe.
+
+A recipe is what one decides about a run (losses, rates, batch, LoRA, DeepSpeed), kept
+apart from the data and the model path so it can live in a YAML file, be versioned and be
+written into the model card. :meth:`DPORecipe.to_trl` / :meth:`SFTRecipe.to_trl` turn it
+into TRL's ``DPOConfig`` / ``SFTConfig``; anything a recipe has no field for can still be
+passed through ``trl_overrides``.
+
+Defaults (TimeWarp, as released): sigmoid DPO, beta 0.1, LoRA r=128 / alpha=256 /
+dropout 0.05, lr 5e-7 with the projector at 2e-5, 3 epochs, warmup 10 %, linear schedule,
+no weight decay, bf16, gradient checkpointing, per-device batch 4 x accumulation 4,
+checkpoints every 500 steps, 8 frames per video.
+
+This module must not import zenml, torch or transformers (recipes are read by pipeline
+code that may not have them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["DPORecipe", "LoraRecipe", "SFTRecipe", "TrainingRecipe"]
+
+#: Projections of a Qwen2/LLaMA-style decoder layer.
+LANGUAGE_MODEL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+_R = TypeVar("_R", bound="TrainingRecipe")
+
+
+@dataclass
+class LoraRecipe:
+    """LoRA on the language model's projections (the family restricts the targets to its
+    language model, so the vision tower is not adapted)."""
+
+    r: int = 128
+    alpha: int = 256
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: list(LANGUAGE_MODEL_PROJECTIONS))
+    bias: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.alpha <= 0 or not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"invalid LoRA settings: r={self.r}, alpha={self.alpha}, dropout={self.dropout}")
+        if not self.target_modules:
+            raise ValueError("LoRA needs at least one target module")
+
+
+@dataclass
+class TrainingRecipe:
+    """Settings shared by the DPO and SFT recipes."""
+
+    learning_rate: float = 5e-7
+    # A separate parameter group for the multimodal projector (None: same rate as the rest;
+    # with LoRA, None also leaves the projector frozen).
+    projector_learning_rate: float | None = 2e-5
+    # Full fine-tuning only: also train the vision encoder (frozen by default, as in
+    # LLaVA-style recipes; LoRA never adapts it).
+    train_vision_tower: bool = False
+    num_train_epochs: float = 3.0
+    max_steps: int = -1  # > 0 overrides the epochs
+    warmup_ratio: float = 0.1
+    lr_scheduler_type: str = "linear"
+    weight_decay: float = 0.0
+    per_device_train_batch_size: int = 4
+    gradient_accumulation_steps: int = 4
+    bf16: bool = True
+    gradient_checkpointing: bool = True
+    max_length: int | None = None  # tokens per sequence; None: no truncation (video tokens intact)
+    save_steps: int = 500
+    save_total_limit: int | None = None
+    logging_steps: int = 10
+    seed: int = 42
+    frames_per_video: int = 8
+    lora: LoraRecipe | None = field(default_factory=LoraRecipe)
+    deepspeed: str | None = None  # path to a DeepSpeed JSON config (configs/deepspeed/zero2.json ...)
+    use_cpu: bool = False
+    dataloader_num_workers: int = 0
+    # Any other TrainingArguments / DPOConfig / SFTConfig field, passed through verbatim.
+    trl_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lora, dict):
+            self.lora = LoraRecipe(**self.lora)
+        if self.deepspeed is not None:
+            self.deepspeed = str(self.deepspeed)
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.frames_per_video < 1:
+            raise ValueError(f"frames_per_video must be at least 1, got {self.frames_per_video}")
+        if self.per_device_train_batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError("batch size and gradient accumulation must be at least 1")
+
+    # -- (de)serialisation ------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls: type[_R], values: dict[str, Any] | None = None, **overrides: Any) -> _R:
+        """A recipe from ``values`` then ``overrides`` (both optional); unknown keys raise.
+        ``lora: null`` disables LoRA, ``lora: {r: 16}`` changes only the rank."""
+        merged = {**(values or {}), **overrides}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(merged) - known)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {unknown}")
+        return cls(**merged)
+
+    @classmethod
+    def from_yaml(cls: type[_R], path: str | Path, **overrides: Any) -> _R:
+        """Read a recipe from a YAML mapping (optionally under a top-level ``recipe:`` key)."""
+        import yaml
+
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: a recipe must be a mapping")
+        if set(data) == {"recipe"}:
+            data = data["recipe"] or {}
+        return cls.from_dict(data, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self, path: str | Path) -> Path:
+        import yaml
+
+        path = Path(path)
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        return path
+
+    def replace(self: _R, **changes: Any) -> _R:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def cpu_test(cls: type[_R], **overrides: Any) -> _R:
+        """The settings a CPU run needs (fp32, no checkpointing, CPU device), small batches."""
+        values: dict[str, Any] = {
+            "bf16": False,
+            "gradient_checkpointing": False,
+            "use_cpu": True,
+            "per_device_train_batch_size": 2,
+            "gradient_accumulation_steps": 1,
+            "logging_steps": 1,
+            "frames_per_video": 4,
+        }
+        values.update(overrides)
+        return cls.from_dict(values)
+
+    # -- TRL arguments ----------------------------------------------------------------------
+
+    def _common_trl_kwargs(self, output_dir: str | Path) -> dict[str, Any]:
+        return {
+            "output_dir": str(output_dir),
+            "learning_rate": self.learning_rate,
+            "num_train_epochs": self.num_train_epochs,
+            "max_steps": self.max_steps,
+            # transformers 5 dropped warmup_ratio: a warmup_steps below 1 is a ratio.
+            "warmup_steps": self.warmup_ratio,
+            "lr_scheduler_type": self.lr_scheduler_type,
+            "weight_decay": self.weight_decay,
+            "per_device_train_batch_size": self.per_device_train_batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "bf16": self.bf16,
+            # transformers 5 renamed it; the old name still mirrors the new one for TRL.
+            "activation_checkpointing": self.gradient_checkpointing,
+            "max_length": self.max_length,
+            "save_strategy": "steps",
+            "save_steps": self.save_steps,
+            "save_total_limit": self.save_total_limit,
+            "logging_steps": self.logging_steps,
+            "logging_first_step": True,
+            "seed": self.seed,
+            "deepspeed": self.deepspeed,
+            "use_cpu": self.use_cpu,
+            "dataloader_num_workers": self.dataloader_num_workers,
+            # Our collators read raw rows (video ids, texts); nothing may be dropped.
+            "remove_unused_columns": False,
+            "report_to": "none",
+        }
+
+
+@dataclass
+class DPORecipe(TrainingRecipe):
+    """DPO on (video, question, chosen, rejected) with TRL's DPOTrainer."""
+
+    # One loss or a list (e.g. ["sigmoid", "sft"], weighted by loss_weights), as TRL accepts.
+    loss_type: str | list[str] = "sigmoid"
+    loss_weights: list[float] | None = None
+    beta: float = 0.1
+    label_smoothing: float = 0.0
+    # Reference log-probs computed once before training and stored with the data (so the
+    # reference model is not run each epoch nor kept in memory); False runs it every step.
+    precompute_ref_log_probs: bool = True
+    ref_batch_size: int | None = None  # pairs per reference forward; None: the train batch
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        losses = [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
+        if not losses:
+            raise ValueError("loss_type must name at least one loss")
+        if self.loss_weights is not None and len(self.loss_weights) != len(losses):
+            raise ValueError(f"{len(self.loss_weights)} loss_weights for {len(losses)} losses")
+        if self.beta <= 0:
+            raise ValueError(f"beta must be positive, got {self.beta}")
+
+    @property
+    def loss_types(self) -> list[str]:
+        return [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
+
+    def to_trl(self, output_dir: str | Path) -> Any:
+        """TRL ``DPOConfig`` for this recipe."""
+        from trl import DPOConfig
+
+        kwargs = self._common_trl_kwargs(output_dir)
+        kwargs.update(
+            loss_type=self.loss_types,
+            loss_weights=self.loss_weights,
+            beta=self.beta,
+            label_smoothing=self.label_smoothing,
+            # Our trainer subclass reads the stored reference log-probs from the batch.
+            precompute_ref_log_probs=self.precompute_ref_log_probs,
+        )
+        kwargs.update(self.trl_overrides)
+        return DPOConfig(**kwargs)
+
+
+@dataclass
+class SFTRecipe(TrainingRecipe):
+    """Supervised fine-tuning on (video, question, answer) with TRL's SFTTrainer; loss on
+    the answer tokens only. Defaults as for DPO except a higher learning rate (2e-5, a
+    common LoRA SFT rate; the paper trains with DPO only)."""
+
+    learning_rate: float = 2e-5
+
+    def to_trl(self, output_dir: str | Path) -> Any:
+        """TRL ``SFTConfig`` for this recipe."""
+        from trl import SFTConfig
+
+        kwargs = self._common_trl_kwargs(output_dir)
+        # Our collator builds labels (answer tokens only) and the vision tensors itself.
+        kwargs["dataset_kwargs"] = {"skip_prepare_dataset": True}
+        kwargs.update(self.trl_overrides)
+        return SFTConfig(**kwargs)
