@@ -9,6 +9,7 @@ from timewarp.models.checkpoint import ModelCheckpoint
 from timewarp.models.registry import family_by_name
 from timewarp.training.config import DPORecipe
 from timewarp.training.dpo import train_dpo as run_dpo
+from timewarp.training.launch import run_training
 
 
 @step
@@ -24,12 +25,14 @@ def train_dpo(
     dpo_recipe = DPORecipe.from_dict(recipe)
     output = checkpoint_dir(checkpoint_root, "DPO", recipe)
     versions = input_versions()
-    result = run_dpo(
-        base_model.path, preference_pairs, corpus, dpo_recipe, output,
+    # One process per GPU when the machine has several (torchrun), else in this process.
+    result = run_training(
+        run_dpo,
+        model_path=base_model.path, preferences=preference_pairs, corpus=corpus, recipe=dpo_recipe, output_dir=output,
         family=family_by_name(base_model.family), data_versions=versions,
     )
     return ModelCheckpoint(
         path=str(result.output_dir), family=base_model.family, kind="DPO", base_model=base_model.path,
         adapter=dpo_recipe.lora is not None, history=result.history, final_metrics=result.final_metrics,
-        data_versions=versions,
+        data_versions=versions, resumed_from=result.resumed_from,
     )

@@ -9,6 +9,7 @@ from timewarp.models.checkpoint import ModelCheckpoint
 from timewarp.models.registry import family_by_name
 from timewarp.training.config import SFTRecipe
 from timewarp.training.sft import train_sft as run_sft
+from timewarp.training.launch import run_training
 
 
 @step
@@ -23,12 +24,14 @@ def train_sft(
     sft_recipe = SFTRecipe.from_dict(recipe)
     output = checkpoint_dir(checkpoint_root, "SFT", recipe)
     versions = input_versions()
-    result = run_sft(
-        base_model.path, sft_pairs, corpus, sft_recipe, output,
+    # One process per GPU when the machine has several (torchrun), else in this process.
+    result = run_training(
+        run_sft,
+        model_path=base_model.path, examples=sft_pairs, corpus=corpus, recipe=sft_recipe, output_dir=output,
         family=family_by_name(base_model.family), data_versions=versions,
     )
     return ModelCheckpoint(
         path=str(result.output_dir), family=base_model.family, kind="SFT", base_model=base_model.path,
         adapter=sft_recipe.lora is not None, history=result.history, final_metrics=result.final_metrics,
-        data_versions=versions,
+        data_versions=versions, resumed_from=result.resumed_from,
     )

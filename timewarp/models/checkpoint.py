@@ -24,6 +24,7 @@ class ModelCheckpoint:
     history: list[dict[str, float]] = field(default_factory=list)
     final_metrics: dict[str, float] = field(default_factory=dict)
     data_versions: dict[str, str] = field(default_factory=dict)
+    resumed_from: str | None = None  # the checkpoint a retried training step continued from
 
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in ("history",)}
