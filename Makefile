@@ -11,7 +11,7 @@ export DS_BUILD_OPS ?= 0
 # Parallel test workers; CI machines have 2 cores.
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench-prepare clean
+.PHONY: setup stack demo test bench-prepare clean
 
 # One pip call installs everything (a second call can break zenml's pins); a changed
 # pyproject.toml rebuilds the environment from scratch.
@@ -28,7 +28,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) .zen/config.yaml
 
-demo: setup
+# The local stack with MLflow (tracking store: SQLite under .timewarp/mlflow); idempotent.
+STACK_STAMP := $(ZENML_CONFIG_PATH)/.timewarp-stack
+$(STACK_STAMP): $(STAMP) .zen/config.yaml infra/local_stack.py
+	$(BIN)/python -m infra.local_stack
+	touch $(STACK_STAMP)
+
+stack: $(STACK_STAMP)
+
+demo: setup stack
 	$(BIN)/zenml pipeline run timewarp_data
 
 test: setup

@@ -35,4 +35,5 @@ def train_dpo(
         path=str(result.output_dir), family=base_model.family, kind="DPO", base_model=base_model.path,
         adapter=dpo_recipe.lora is not None, history=result.history, final_metrics=result.final_metrics,
         data_versions=versions, resumed_from=result.resumed_from,
+        recipe=recipe,
     )

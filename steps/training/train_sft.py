@@ -34,4 +34,5 @@ def train_sft(
         path=str(result.output_dir), family=base_model.family, kind="SFT", base_model=base_model.path,
         adapter=sft_recipe.lora is not None, history=result.history, final_metrics=result.final_metrics,
         data_versions=versions, resumed_from=result.resumed_from,
+        recipe=recipe,
     )

@@ -25,6 +25,21 @@ class ModelCheckpoint:
     final_metrics: dict[str, float] = field(default_factory=dict)
     data_versions: dict[str, str] = field(default_factory=dict)
     resumed_from: str | None = None  # the checkpoint a retried training step continued from
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    def load(self) -> tuple[Any, Any, Any]:
+        """(model, processor, family) ready for inference; adapters applied to their base."""
+        from timewarp.models.registry import family_by_name
+
+        family = family_by_name(self.family)
+        if not self.adapter:
+            model, processor = family.load(self.path)
+            return model, processor, family
+        from peft import PeftModel
+
+        # Training does not change the processor: the base model's serves the adapter.
+        base, processor = family.load(self.base_model)
+        return PeftModel.from_pretrained(base, self.path), processor, family
 
     def describe(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in ("history",)}
