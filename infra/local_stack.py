@@ -22,12 +22,26 @@ def default_tracking_uri() -> str:
     return f"sqlite:///{folder / 'mlflow.db'}"
 
 
-def ensure_local_stack(tracking_uri: str | None = None) -> str:
+# Experiments are created up front so their artifacts land under .timewarp/mlflow, not ./mlruns.
+EXPERIMENTS = ("timewarp_explicit",)
+
+
+def ensure_experiments(tracking_uri: str, artifact_root: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    for name in EXPERIMENTS:
+        if client.get_experiment_by_name(name) is None:
+            client.create_experiment(name, artifact_location=(artifact_root / name).resolve().as_uri())
+
+
+def ensure_local_stack(tracking_uri: str | None = None, artifact_root: Path | None = None) -> str:
     from zenml.client import Client
     from zenml.enums import StackComponentType
 
     client = Client()
     tracking_uri = tracking_uri or default_tracking_uri()
+    ensure_experiments(tracking_uri, artifact_root or REPO / ".timewarp" / "mlflow" / "artifacts")
 
     def component(name: str, kind: StackComponentType, configuration: dict) -> None:
         existing = client.list_stack_components(name=name, type=kind).items

@@ -1,5 +1,6 @@
 """ZenML materializers, one per domain type of :mod:`timewarp`."""
 
+from materializers.evaluation_materializers import ComparisonReportMaterializer, ModelEvaluationMaterializer
 from materializers.json_materializers import QualityReportMaterializer, VideoSplitMaterializer
 from materializers.model_checkpoint_materializer import ModelCheckpointMaterializer
 from materializers.rejection_log_materializer import RejectionLogMaterializer
@@ -13,6 +14,8 @@ from materializers.text_dataset_materializers import (
 from materializers.video_corpus_materializer import VideoCorpusMaterializer
 
 __all__ = [
+    "ComparisonReportMaterializer",
+    "ModelEvaluationMaterializer",
     "GenerationLogMaterializer",
     "MCQBenchmarkMaterializer",
     "ModelCheckpointMaterializer",

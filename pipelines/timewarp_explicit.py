@@ -1,12 +1,15 @@
-from zenml import pipeline
+from zenml import Model, pipeline
+from zenml.client import Client
 
 from pipelines.stages import data_stage
+from steps.evaluation import compare_models, evaluate_model
+from steps.registry import register_model
 from steps.training import prepare_base_model, train_dpo, train_sft
 from timewarp.generation.config import GeneratorConfig
 from timewarp.training.config import DPORecipe, SFTRecipe
 
 
-@pipeline
+@pipeline(model=Model(name="timewarp-explicit", description="TimeWarp-Explicit: DPO on true- vs shuffled-order answers"))
 def timewarp_explicit(
     finevideo_root: str | None = None,
     max_videos: int | None = None,
@@ -32,8 +35,12 @@ def timewarp_explicit(
     dpo_recipe: str = "configs/recipes/dpo_cpu_tiny.yaml",
     recipe_overrides: dict | None = None,
     checkpoint_root: str = ".timewarp/checkpoints",
+    scorers: tuple[str, ...] = ("generation", "loglik"),
+    gate_scorer: str = "loglik",
+    registered_model_name: str = "timewarp-explicit",
 ):
-    """TimeWarp-Explicit: data -> (optional SFT) -> DPO on true- vs shuffled-order answers.
+    """TimeWarp-Explicit: data -> (optional SFT) -> DPO on true- vs shuffled-order answers
+    -> evaluation of the starting and the trained model -> MLflow registry and promotion.
 
     With no config: the generated sample, the template generator and a tiny ``model_family``
     model built offline, on CPU. ``base_model`` (hub id or path) and a GPU recipe
@@ -46,8 +53,17 @@ def timewarp_explicit(
     )
     # Recipes are read here, so the steps' cache keys follow the recipe's content.
     overrides = recipe_overrides or {}
+    recipe = DPORecipe.from_yaml(dpo_recipe, **overrides)
     model = prepare_base_model(base_model, model_family, seed)
     if sft_stage:
         model = train_sft(model, sft, corpus, SFTRecipe.from_yaml(sft_recipe, **overrides).to_dict(), checkpoint_root)
-    trained = train_dpo(model, preferences, corpus, DPORecipe.from_yaml(dpo_recipe, **overrides).to_dict(), checkpoint_root)
-    return trained
+    trained = train_dpo(model, preferences, corpus, recipe.to_dict(), checkpoint_root)
+
+    frames, scorer_names = recipe.frames_per_video, list(scorers)
+    base_eval = evaluate_model(model, normal, shuffled, corpus, frames, scorer_names, id="evaluate_base")
+    trained_eval = evaluate_model(trained, normal, shuffled, corpus, frames, scorer_names, id="evaluate_trained")
+    report = compare_models(base_eval, trained_eval)
+    tracker = Client().active_stack.experiment_tracker
+    register = register_model.with_options(experiment_tracker=tracker.name) if tracker else register_model
+    register(trained, report, gate_scorer, registered_model_name)
+    return trained, report

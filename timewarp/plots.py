@@ -38,3 +38,24 @@ def training_curves_png(history: Sequence[Mapping[str, float]], keys: Sequence[s
         axis.grid(alpha=0.3)
     figure.tight_layout()
     return _png(figure)
+
+
+def comparison_png(report) -> bytes:
+    """Grouped bars per scorer and metric: base vs trained accuracy with 95% intervals."""
+    labels = [f"{r.scorer}\n{r.metric.replace('accuracy_', '')}" for r in report.rows]
+    figure, axis = plt.subplots(figsize=(max(4.0, 1.2 * len(labels)), 3.0))
+    width = 0.38
+    for offset, (name, pick) in enumerate(((report.base_kind, "base"), (report.trained_kind, "trained"))):
+        estimates = [getattr(r, pick) for r in report.rows]
+        xs = [i + (offset - 0.5) * width for i in range(len(labels))]
+        values = [e.value for e in estimates]
+        errors = [[e.value - e.low for e in estimates], [e.high - e.value for e in estimates]]
+        axis.bar(xs, values, width, yerr=errors, capsize=3, label=name)
+    axis.axhline(0.25, color="grey", linestyle=":", linewidth=1, label="chance (4 options)")
+    axis.set_xticks(range(len(labels)), labels, fontsize=7)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("accuracy")
+    axis.legend(fontsize=7)
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    return _png(figure)

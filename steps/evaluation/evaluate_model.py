@@ -1,0 +1,31 @@
+from typing import Annotated
+
+from zenml import get_step_context, step
+
+from timewarp.corpus import VideoCorpus
+from timewarp.evaluation.results import ModelEvaluation
+from timewarp.evaluation.scoring import ScoringConfig, score_benchmark
+from timewarp.generation.datasets import MCQBenchmark
+from timewarp.models.checkpoint import ModelCheckpoint
+
+
+@step
+def evaluate_model(
+    model: ModelCheckpoint,
+    normal_benchmark: MCQBenchmark,
+    shuffled_benchmark: MCQBenchmark,
+    corpus: VideoCorpus,
+    frames_per_video: int,
+    scorers: list[str],
+) -> Annotated[ModelEvaluation, "evaluation"]:
+    """Normal benchmark on the original frames, shuffled benchmark on the shuffled frames,
+    with each scorer (greedy generation + option extraction; option log-likelihood)."""
+    loaded, processor, family = model.load()
+    config = ScoringConfig(frames_per_video=frames_per_video, scorers=tuple(scorers))
+    results: dict[str, list] = {name: [] for name in scorers}
+    for benchmark in (normal_benchmark, shuffled_benchmark):
+        for name, items in score_benchmark(loaded, processor, family, benchmark, corpus, config).items():
+            results[name].extend(items)
+    # Both variants come from one generate_benchmark run: its normal artifact names the version.
+    version = str(get_step_context().inputs["normal_benchmark"][0].id)
+    return ModelEvaluation(model.kind, model.path, version, results)

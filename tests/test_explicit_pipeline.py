@@ -1,0 +1,106 @@
+"""``timewarp_explicit`` end to end on the local stack with MLflow: logged params and
+metrics, the registered model version and its alias, ZenML lineage back to the shards,
+and a second unchanged run served from the cache."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO_ROOT
+
+pytestmark = pytest.mark.pipeline
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from zenml.client import Client
+
+    from infra.local_stack import ensure_local_stack
+
+    if not (REPO_ROOT / ".zen").exists():
+        Client.initialize(root=REPO_ROOT)
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    ensure_local_stack(uri, folder / "artifacts")
+    ensure_local_stack(uri, folder / "artifacts")  # idempotent
+    yield uri, folder
+    Client().activate_stack("default")
+
+
+@pytest.fixture(scope="module")
+def runs(stack, tmp_path_factory):
+    from zenml.client import Client
+
+    from pipelines.timewarp_explicit import timewarp_explicit
+
+    tmp = tmp_path_factory.mktemp("explicit")
+    config = tmp / "run.yaml"
+    config.write_text(yaml.safe_dump({"parameters": {
+        "sample_videos": 10, "checkpoint_root": str(tmp / "checkpoints"),
+        "recipe_overrides": {"max_steps": 3, "save_steps": 10}, "registered_model_name": "timewarp-test",
+    }}))
+    for _ in range(2):
+        timewarp_explicit.with_options(config_path=str(config))()
+    pipeline_runs = Client().get_pipeline("timewarp_explicit").runs
+    return sorted(pipeline_runs, key=lambda r: r.created)[-2:]
+
+
+def test_mlflow_has_params_metrics_and_the_registered_model(stack, runs):
+    uri, folder = stack
+    first, _ = runs
+    client = MlflowClient(uri)
+    registration = first.steps["register_model"].outputs["model_registration"][0].load()
+    run = client.get_run(registration["mlflow_run_id"])
+    params = run.data.params
+    assert params["recipe.beta"] == "0.1" and params["recipe.loss_type"] == "sigmoid"
+    assert params["family"] == "qwen2_vl" and "data.preference_pairs" in params
+    metrics = run.data.metrics
+    assert "eval/loglik/accuracy_normal/DPO" in metrics and "eval/generation/accuracy_shuffled/base" in metrics
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 3
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert artifacts == {"plots/evaluation.png", "plots/training_curves.png"}
+    version = client.get_model_version("timewarp-test", registration["version"])
+    assert version.tags["benchmark_version"] and version.tags["zenml_run_id"] == str(first.id)
+    assert registration["alias"] == "champion"
+    assert client.get_model_version_by_alias("timewarp-test", "champion").version == int(registration["version"])
+    assert str(Path(run.info.artifact_uri.replace("file://", ""))).startswith(str(folder))
+
+
+def test_second_unchanged_run_is_cached_and_does_not_beat_the_champion(stack, runs):
+    from zenml.enums import ExecutionStatus
+
+    uri, _ = stack
+    first, second = runs
+    for name in ("prepare_videos", "generate_training_text", "train_dpo", "evaluate_base", "evaluate_trained"):
+        assert second.steps[name].status == ExecutionStatus.CACHED, name
+    registration = second.steps["register_model"].outputs["model_registration"][0].load()
+    assert registration["alias"] == "challenger" and "does not beat" in registration["reason"]
+    champion = MlflowClient(uri).get_model_version_by_alias("timewarp-test", "champion")
+    first_registration = first.steps["register_model"].outputs["model_registration"][0].load()
+    assert str(champion.version) == first_registration["version"]
+
+
+def test_lineage_from_the_registered_model_back_to_the_source_shards(stack, runs):
+    from zenml.client import Client
+
+    uri, _ = stack
+    client = Client()
+    version = MlflowClient(uri).get_model_version_by_alias("timewarp-test", "champion")
+    run = client.get_pipeline_run(version.tags["zenml_run_id"])
+    trained = run.steps["train_dpo"]
+    preferences = trained.inputs["preference_pairs"][0]
+    generate = client.get_run_step(preferences.producer_step_run_id)
+    corpus = generate.inputs["corpus"][0]
+    merge = client.get_run_step(corpus.producer_step_run_id)
+    prepare = client.get_run_step(merge.inputs["parts"][0].producer_step_run_id)
+    shards = prepare.inputs["shards"][0].load()
+    pair = preferences.load().pairs[0]
+    video = next(v for v in corpus.load().videos if v.video_id == pair.video_id)
+    assert video.shard in {s.uri for s in shards.shards} and video.row >= 0
+    # The ZenML Model version of the run links the trained model and the evaluation.
+    model_version = run.model_version
+    assert model_version is not None and model_version.model.name == "timewarp-explicit"
+    linked = {a.artifact.name for a in client.list_artifact_versions(model_version_id=model_version.id, size=200).items}
+    assert {"dpo_model", "evaluation_report", "preference_pairs"} <= linked
