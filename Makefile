@@ -11,7 +11,7 @@ export DS_BUILD_OPS ?= 0
 # Parallel test workers; CI machines have 2 cores.
 PYTEST_ARGS ?=
 
-.PHONY: setup stack demo test bench-prepare clean
+.PHONY: setup stack demo test bench-prepare bench-dpo mlflow-ui clean
 
 # One pip call installs everything (a second call can break zenml's pins); a changed
 # pyproject.toml rebuilds the environment from scratch.
@@ -37,7 +37,7 @@ $(STACK_STAMP): $(STAMP) .zen/config.yaml infra/local_stack.py
 stack: $(STACK_STAMP)
 
 demo: setup stack
-	$(BIN)/zenml pipeline run timewarp_data
+	$(BIN)/zenml pipeline run timewarp_explicit
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -47,3 +47,10 @@ bench-prepare: setup
 
 clean:
 	rm -rf .timewarp .zen
+
+bench-dpo: setup
+	$(BIN)/python benchmarks/bench_dpo.py
+
+# The MLflow UI over the local tracking store (http://127.0.0.1:5000).
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.timewarp/mlflow/mlflow.db
