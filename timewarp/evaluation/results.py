@@ -20,7 +20,8 @@ class ModelEvaluation:
 
     def metrics(self, scorer: str) -> dict[str, float]:
         items = self.results[scorer]
-        values = {f"accuracy_{v}": accuracy([r for r in items if r.variant == v]).value for v in VARIANTS}
+        values = {"accuracy": accuracy(items).value}
+        values.update({f"accuracy_{v}": accuracy([r for r in items if r.variant == v]).value for v in VARIANTS})
         values["consistency"] = consistency(items).value
         for variant in VARIANTS:
             for kind in sorted({r.question_type for r in items if r.variant == variant}):

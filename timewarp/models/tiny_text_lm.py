@@ -83,28 +83,10 @@ _CORPUS: Final = (
 
 def _train_tokenizer(vocab_size: int):  # -> tokenizers.Tokenizer
     """Byte-level BPE trained on :data:`_CORPUS` with Qwen2's normalizer and pre-tokenizer."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    # Imported here: tiny_tokenizer reads this module's corpus and regex at import time.
+    from timewarp.models.tiny_tokenizer import train_byte_level_bpe
 
-    tokenizer = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            pre_tokenizers.Split(Regex(_QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-        ]
-    )
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=1,
-        special_tokens=list(SPECIAL_TOKENS),
-        # All 256 byte symbols, so any input text can be encoded.
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    # Repeated so frequent words win merges; the trainer is deterministic for a fixed input.
-    tokenizer.train_from_iterator(list(_CORPUS) * 4, trainer=trainer)
-    return tokenizer
+    return train_byte_level_bpe(SPECIAL_TOKENS, vocab_size=vocab_size, extra_corpus=())
 
 
 def make_tiny_chat_lm(
