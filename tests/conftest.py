@@ -28,3 +28,20 @@ def sample_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("finevideo")
     make_sample(root, videos=12, seed=7)
     return root
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory):
+    """The project's local stack (MLflow tracker + registry) in the isolated ZenML store,
+    with its MLflow tracking store in a temporary folder; yields (tracking URI, folder)."""
+    from zenml.client import Client
+
+    from infra.local_stack import ensure_local_stack
+
+    if not (REPO_ROOT / ".zen").exists():
+        Client.initialize(root=REPO_ROOT)
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    ensure_local_stack(uri, folder / "artifacts")
+    yield uri, folder
+    Client().activate_stack("default")

@@ -8,25 +8,17 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.pipeline
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    from zenml.client import Client
-
+def stack(local_stack):
     from infra.local_stack import ensure_local_stack
 
-    if not (REPO_ROOT / ".zen").exists():
-        Client.initialize(root=REPO_ROOT)
-    folder = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    ensure_local_stack(uri, folder / "artifacts")
+    uri, folder = local_stack
     ensure_local_stack(uri, folder / "artifacts")  # idempotent
-    yield uri, folder
-    Client().activate_stack("default")
+    return uri, folder
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +31,7 @@ def runs(stack, tmp_path_factory):
     config = tmp / "run.yaml"
     config.write_text(yaml.safe_dump({"parameters": {
         "sample_videos": 10, "checkpoint_root": str(tmp / "checkpoints"),
-        "recipe_overrides": {"max_steps": 3, "save_steps": 10}, "registered_model_name": "timewarp-test",
+        "recipe_overrides": {"max_steps": 3, "save_steps": 10}, "registered_model_name": "timewarp-e2e",
     }}))
     for _ in range(2):
         timewarp_explicit.with_options(config_path=str(config))()
@@ -61,10 +53,10 @@ def test_mlflow_has_params_metrics_and_the_registered_model(stack, runs):
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 3
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert artifacts == {"plots/evaluation.png", "plots/training_curves.png"}
-    version = client.get_model_version("timewarp-test", registration["version"])
+    version = client.get_model_version("timewarp-e2e", registration["version"])
     assert version.tags["benchmark_version"] and version.tags["zenml_run_id"] == str(first.id)
     assert registration["alias"] == "champion"
-    assert client.get_model_version_by_alias("timewarp-test", "champion").version == int(registration["version"])
+    assert client.get_model_version_by_alias("timewarp-e2e", "champion").version == int(registration["version"])
     assert str(Path(run.info.artifact_uri.replace("file://", ""))).startswith(str(folder))
 
 
@@ -77,7 +69,7 @@ def test_second_unchanged_run_is_cached_and_does_not_beat_the_champion(stack, ru
         assert second.steps[name].status == ExecutionStatus.CACHED, name
     registration = second.steps["register_model"].outputs["model_registration"][0].load()
     assert registration["alias"] == "challenger" and "does not beat" in registration["reason"]
-    champion = MlflowClient(uri).get_model_version_by_alias("timewarp-test", "champion")
+    champion = MlflowClient(uri).get_model_version_by_alias("timewarp-e2e", "champion")
     first_registration = first.steps["register_model"].outputs["model_registration"][0].load()
     assert str(champion.version) == first_registration["version"]
 
@@ -87,7 +79,7 @@ def test_lineage_from_the_registered_model_back_to_the_source_shards(stack, runs
 
     uri, _ = stack
     client = Client()
-    version = MlflowClient(uri).get_model_version_by_alias("timewarp-test", "champion")
+    version = MlflowClient(uri).get_model_version_by_alias("timewarp-e2e", "champion")
     run = client.get_pipeline_run(version.tags["zenml_run_id"])
     trained = run.steps["train_dpo"]
     preferences = trained.inputs["preference_pairs"][0]

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT
 
 pytestmark = pytest.mark.pipeline
 
@@ -15,11 +14,9 @@ FAMILIES = ["qwen2_vl", "llava_onevision", "video_llava", "internvl", "video_lla
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(local_stack):
     from zenml.client import Client
 
-    if not (REPO_ROOT / ".zen").exists():
-        Client.initialize(root=REPO_ROOT)
     return Client()
 
 
@@ -28,7 +25,8 @@ def _run(tmp_path: Path, **parameters):
 
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"parameters": {
-        "sample_videos": 8, "checkpoint_root": str(tmp_path / "checkpoints"),
+        "sample_videos": 8, "checkpoint_root": str(tmp_path / "checkpoints"), "mcq_per_video": 1,
+        "scorers": ["loglik"], "registered_model_name": "timewarp-families",
         "recipe_overrides": {"max_steps": 2, "save_steps": 1}, **parameters,
     }}))
     timewarp_explicit.with_options(config_path=str(config))()
