@@ -220,3 +220,16 @@ def test_sft_runs(tmp_path, family, tiny, corpus, sft_examples):
     base, _ = family.load(tiny)
     tuned, _ = family.load(str(out))
     _assert_trained_parts(family, _changed(base.state_dict(), tuned.state_dict()))
+
+
+def test_full_fine_tuning_freezes_towers_the_family_never_feeds(tmp_path):
+    from timewarp.models.registry import family_by_name
+    from timewarp.training.common import configure_trainable
+    from timewarp.training.config import DPORecipe
+
+    family = family_by_name("video_llava")
+    model, _ = family.load(str(family.make_tiny(tmp_path / "tiny", seed=0)))
+    configure_trainable(family, model, DPORecipe.cpu_test(lora=None, train_vision_tower=True))
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and not any(".image_tower." in f".{name}" for name in trainable)
+    assert any(".video_tower." in f".{name}" for name in trainable)

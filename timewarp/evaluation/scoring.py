@@ -52,7 +52,7 @@ from timewarp.generation.datasets import MCQBenchmark
 from timewarp.generation.records import OPTION_LETTERS, MCQItem
 from timewarp.models.base import VideoLLMFamily, VideoSample
 from timewarp.training.collator import select_frames, truncate_batch
-from timewarp.training.reference import _unwrap, completion_logps
+from timewarp.training.reference import unwrap_model, completion_logps
 
 __all__ = [
     "FULL_FORWARD_FAMILIES",
@@ -206,7 +206,7 @@ def _left_padded(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 def _greedy_config(model: Any, processor: Any, max_new_tokens: int) -> Any:
-    config = copy.deepcopy(_unwrap(model).generation_config)
+    config = copy.deepcopy(unwrap_model(model).generation_config)
     config.do_sample = False
     config.num_beams = 1
     # Sampling knobs of a hub generation config are meaningless (and warned about) when greedy.
@@ -305,7 +305,7 @@ def _cache_keyword(module: Any) -> str:
 def prefix_cache(model: Any, inputs: dict[str, Any]) -> Any:
     """KV cache of one forward over ``inputs`` (model inputs of the prompt), computed without
     the LM head, as ``completion_logps`` runs the model."""
-    base = _unwrap(model).base_model
+    base = unwrap_model(model).base_model
     output = base(**inputs, use_cache=True)
     cache = getattr(output, "cache", None)
     if cache is None:
@@ -330,7 +330,7 @@ def option_logps(
     encoded = family.encode(processor, [VideoSample(sample.frames, sample.prompt)])
     length = encoded["input_ids"].shape[1]
     last = int(encoded["input_ids"][0, -1])
-    config = _unwrap(model).config
+    config = unwrap_model(model).config
     media = {getattr(config, attr) for attr in _MEDIA_TOKEN_ATTRS if isinstance(getattr(config, attr, None), int)}
     if last in media:
         raise ValueError("the prompt ends with a media token; its prefix cannot be split off")
@@ -350,7 +350,7 @@ def option_logps(
             "completion_mask": completion_mask.to(device),
             # completion_logps runs the model with use_cache=False: a cache passed in is still
             # read and extended; it is only not created or returned.
-            _cache_keyword(_unwrap(model).base_model): cache,
+            _cache_keyword(unwrap_model(model).base_model): cache,
         }
         return completion_logps(model, batch).float().cpu()
 

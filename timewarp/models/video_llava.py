@@ -73,6 +73,7 @@ class VideoLlavaFamily(ChatVideoFamily):
     vision_keys: tuple[str, ...] = ("pixel_values_videos",)
     vision_tower_module: str = "video_tower"
     projector_modules: tuple[str, ...] = ("multi_modal_projector",)
+    unused_modules: tuple[str, ...] = ("image_tower",)  # video input never reaches it
 
     def render_prompt(self, processor: Any, question: str) -> str:
         return f"{SYSTEM_PROMPT} USER: {processor.video_token}\n{question} ASSISTANT:"

@@ -99,7 +99,15 @@ def configure_trainable(family: VideoLLMFamily, model: Any, recipe: TrainingReci
     """Full fine-tuning: freeze the vision encoder but not the projector (as LLaVA-style
     recipes do) unless ``recipe.train_vision_tower``. With LoRA, PEFT decides (adapters +
     ``modules_to_save``)."""
-    if recipe.lora is not None or recipe.train_vision_tower:
+    if recipe.lora is not None:
+        return
+    # Towers the family never feeds (Video-LLaVA's image tower for video input) get no
+    # gradients; freezing them spares their optimizer state.
+    unused = tuple(getattr(family, "unused_modules", ()))
+    for name, parameter in model.named_parameters():
+        if any(f".{module}." in f".{name}" for module in unused):
+            parameter.requires_grad_(False)
+    if recipe.train_vision_tower:
         return
     tower = getattr(family, "vision_tower_module", None)
     projector = projector_module_names(family, model)

@@ -33,6 +33,7 @@ __all__ = [
     "load_reference_logps",
     "reference_context",
     "save_reference_logps",
+    "unwrap_model",
     "with_reference_logps",
 ]
 
@@ -42,7 +43,7 @@ REF_REJECTED = "ref_rejected_logps"
 NON_MODEL_KEYS = frozenset({"completion_mask", REF_CHOSEN, REF_REJECTED, "labels"})
 
 
-def _unwrap(model: Any) -> Any:
+def unwrap_model(model: Any) -> Any:
     """The transformers model inside a PEFT wrapper (or the model itself)."""
     get_base_model = getattr(model, "get_base_model", None)
     return get_base_model() if callable(get_base_model) and hasattr(model, "peft_config") else model
@@ -64,7 +65,7 @@ def completion_logps(model: Any, batch: dict[str, Any]) -> Any:
     through the LM head, so the (batch, length, vocab) logits are never built."""
     import torch
 
-    hf_model = _unwrap(model)
+    hf_model = unwrap_model(model)
     inputs = {key: value for key, value in batch.items() if key not in NON_MODEL_KEYS}
     hidden = hf_model.base_model(**inputs, use_cache=False).last_hidden_state[:, :-1]
     targets = batch["input_ids"][:, 1:]
