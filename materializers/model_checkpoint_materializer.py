@@ -21,7 +21,7 @@ from zenml.utils import io_utils
 from materializers._html import page, table
 from materializers._records import write_html
 from materializers._storage import is_local, upload_folder
-from timewarp.models.checkpoint import CARD, ModelCheckpoint
+from timewarp.models.checkpoint import ModelCheckpoint
 from timewarp.plots import training_curves_png
 
 EXTERNAL = "external.json"

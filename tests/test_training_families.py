@@ -21,6 +21,7 @@ pytest.importorskip("peft")
 
 # Shared data fixtures and helpers (fixtures must be imported by name to be found here).
 from test_training_qwen2_vl import (  # noqa: E402, F401
+    check_stored_reference_matches_live,
     SMALL_LORA,
     _losses,
     corpus,
@@ -32,8 +33,7 @@ from test_training_qwen2_vl import (  # noqa: E402, F401
 from timewarp.models.registry import family_by_name  # noqa: E402
 from timewarp.training.collator import FrameSource, VideoPreferenceCollator, preference_rows  # noqa: E402
 from timewarp.training.config import LANGUAGE_MODEL_PROJECTIONS, DPORecipe, SFTRecipe  # noqa: E402
-from timewarp.training.dpo import REFERENCE_FILE, build_dpo_trainer, train_dpo  # noqa: E402
-from timewarp.training.reference import completion_logps, compute_reference_logps  # noqa: E402
+from timewarp.training.dpo import REFERENCE_FILE, train_dpo  # noqa: E402
 from timewarp.training.sft import train_sft  # noqa: E402
 
 FAMILY_NAMES = ("llava_onevision", "video_llava", "internvl", "video_llama_3")
@@ -183,25 +183,7 @@ def test_precomputed_reference_equals_live_reference(tmp_path, family, tiny, cor
     collator = VideoPreferenceCollator(family, processor, FrameSource(corpus, 4))
     rows = preference_rows(preferences)[:4]
     recipe = DPORecipe.cpu_test(lora=SMALL_LORA if lora else None, precompute_ref_log_probs=False)
-    ref_model = None if lora else family.load(tiny)[0]
-    trainer = build_dpo_trainer(model, processor, family, rows, collator, recipe, tmp_path, ref_model=ref_model)
-    if lora:  # trained-looking adapters, so "adapters disabled" is not a no-op
-        with torch.no_grad():
-            for name, parameter in trainer.model.named_parameters():
-                if "lora_B" in name:
-                    parameter.normal_(0.0, 0.5)
-    stored = compute_reference_logps(trainer.model if lora else model, collator, rows, batch_size=2)
-    live = []
-    for start in (0, 2):
-        batch = collator(rows[start : start + 2])
-        chosen, rejected = trainer.compute_ref_log_probs(trainer.ref_model or trainer.model, batch)
-        live.extend(zip(chosen.tolist(), rejected.tolist()))
-    assert np.allclose(stored, live, rtol=1e-5, atol=1e-3)
-    assert all(value < 0 for pair in stored for value in pair)
-    if lora:
-        with torch.no_grad():
-            adapted = completion_logps(trainer.model, collator(rows[:2]))
-        assert not np.allclose(adapted[:2].tolist(), [pair[0] for pair in stored[:2]], atol=1e-2)
+    check_stored_reference_matches_live(family, tiny, model, processor, collator, rows, recipe, tmp_path, lora)
 
 
 # -- SFT -------------------------------------------------------------------------------------

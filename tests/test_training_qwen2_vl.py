@@ -319,6 +319,12 @@ def test_precomputed_reference_equals_live_reference(tmp_path, tiny, corpus, pre
         build_dpo_trainer(
             model, processor, family, rows, collator, recipe.replace(precompute_ref_log_probs=True), tmp_path
         )
+    check_stored_reference_matches_live(family, tiny, model, processor, collator, rows, recipe, tmp_path, lora)
+
+
+def check_stored_reference_matches_live(family, tiny, model, processor, collator, rows, recipe, tmp_path, lora):
+    """Stored reference log-probs equal TRL's live ones (a separate reference model for full
+    fine-tuning; the policy with adapters disabled for LoRA). Shared by the family tests."""
     ref_model = None if lora else family.load(tiny)[0]
     trainer = build_dpo_trainer(model, processor, family, rows, collator, recipe, tmp_path, ref_model=ref_model)
     if lora:  # trained-looking adapters, so "adapters disabled" is not a no-op
