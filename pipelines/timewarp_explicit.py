@@ -46,6 +46,12 @@ def timewarp_explicit(
     model built offline, on CPU. ``base_model`` (hub id or path) and a GPU recipe
     (``configs/recipes/dpo_paper.yaml``) train a real model.
     """
+    tracker = Client().active_stack.experiment_tracker
+    if tracker is None:  # fail before any work, not after training
+        raise RuntimeError(
+            "timewarp_explicit logs to MLflow, but the active stack has no experiment tracker: "
+            "run `make stack` for the local one, or see infra/README.md"
+        )
     corpus, sft, preferences, normal, shuffled, _ = data_stage(
         finevideo_root, max_videos, max_seconds, min_scenes, seed, frames_per_video, render_shuffled_videos,
         export_dir, sample_videos, integer_timestamps, shard_groups, workers, generator, questions_per_video,
@@ -63,7 +69,5 @@ def timewarp_explicit(
     base_eval = evaluate_model(model, normal, shuffled, corpus, frames, scorer_names, id="evaluate_base")
     trained_eval = evaluate_model(trained, normal, shuffled, corpus, frames, scorer_names, id="evaluate_trained")
     report = compare_models(base_eval, trained_eval)
-    tracker = Client().active_stack.experiment_tracker
-    register = register_model.with_options(experiment_tracker=tracker.name) if tracker else register_model
-    register(trained, report, gate_scorer, registered_model_name)
+    register_model.with_options(experiment_tracker=tracker.name)(trained, report, gate_scorer, registered_model_name)
     return trained, report
