@@ -22,6 +22,9 @@ pytest.importorskip("peft")
 # Shared data fixtures and helpers (fixtures must be imported by name to be found here).
 from test_training_qwen2_vl import (  # noqa: E402, F401
     check_stored_reference_matches_live,
+    # Collected here too, so they run once per family with this module's `tiny` fixture:
+    test_deepspeed_zero2_single_process,
+    test_resume_continues_like_an_uninterrupted_run,
     SMALL_LORA,
     _losses,
     corpus,
