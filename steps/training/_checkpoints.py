@@ -1,4 +1,5 @@
-"""Where a training step keeps its checkpoints, and what it records about its inputs."""
+"""What the training steps share: where they keep checkpoints, what they record about
+their inputs, and how they run the training function."""
 
 from __future__ import annotations
 
@@ -22,3 +23,26 @@ def checkpoint_dir(root: str, kind: str, recipe: dict[str, Any]) -> Path:
     step finds the checkpoints of its earlier attempt and resumes from the newest."""
     key = json.dumps({"kind": kind, "inputs": input_versions(), "recipe": recipe}, sort_keys=True, default=str)
     return Path(root) / f"{kind.lower()}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def run_training_step(
+    kind: str, train: Any, base_model: Any, recipe: Any, recipe_values: dict[str, Any], checkpoint_root: str, **data: Any
+) -> Any:
+    """Run ``train`` (``train_dpo`` / ``train_sft``) on ``base_model`` with ``data``, one
+    process per GPU when the machine has several, resuming from this step's checkpoint
+    folder; the trained model as a :class:`ModelCheckpoint`."""
+    from timewarp.models.checkpoint import ModelCheckpoint
+    from timewarp.models.registry import family_by_name
+    from timewarp.training.launch import run_training
+
+    versions = input_versions()
+    result = run_training(
+        train,
+        model_path=base_model.path, recipe=recipe, output_dir=checkpoint_dir(checkpoint_root, kind, recipe_values),
+        family=family_by_name(base_model.family), data_versions=versions, **data,
+    )
+    return ModelCheckpoint(
+        path=str(result.output_dir), family=base_model.family, kind=kind, base_model=base_model.path,
+        adapter=recipe.lora is not None, history=result.history, final_metrics=result.final_metrics,
+        data_versions=versions, resumed_from=result.resumed_from, recipe=recipe_values,
+    )
