@@ -11,7 +11,7 @@ export DS_BUILD_OPS ?= 0
 # Parallel test workers; CI machines have 2 cores.
 PYTEST_ARGS ?=
 
-.PHONY: setup stack demo test bench-prepare bench-dpo mlflow-ui clean
+.PHONY: setup stack demo test bench-prepare bench-dpo bench-effect mlflow-ui clean
 
 # One pip call installs everything (a second call can break zenml's pins); a changed
 # pyproject.toml rebuilds the environment from scratch.
@@ -50,6 +50,9 @@ clean:
 
 bench-dpo: setup
 	$(BIN)/python benchmarks/bench_dpo.py
+
+bench-effect: setup
+	$(BIN)/python benchmarks/bench_effect.py
 
 # The MLflow UI over the local tracking store (http://127.0.0.1:5000).
 mlflow-ui: setup

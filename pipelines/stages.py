@@ -24,9 +24,10 @@ def data_stage(
     mcq_per_video: int,
     benchmark_fraction: float,
     paper_overlap: bool,
+    sample_preset: str = "small",
 ):
     """Shards -> corpus -> split -> SFT/preference pairs and benchmarks -> quality gate."""
-    shards = locate_shards(finevideo_root) if finevideo_root else generate_sample(sample_videos, seed)
+    shards = locate_shards(finevideo_root) if finevideo_root else generate_sample(sample_videos, seed, sample_preset)
     parts, logs = [], []
     for group in range(shard_groups):
         part, log = prepare_videos(

@@ -23,6 +23,7 @@ def timewarp_data(
     mcq_per_video: int = 3,
     benchmark_fraction: float = 0.25,
     paper_overlap: bool = False,
+    sample_preset: str = "small",
 ):
     """FineVideo shards -> scenes -> shuffled scene order -> frames and merged captions ->
     SFT pairs, explicit preference pairs and the normal / shuffled benchmarks.
@@ -32,6 +33,6 @@ def timewarp_data(
     _, sft, preferences, normal, shuffled, _ = data_stage(
         finevideo_root, max_videos, max_seconds, min_scenes, seed, frames_per_video, render_shuffled_videos,
         export_dir, sample_videos, integer_timestamps, shard_groups, workers, generator, questions_per_video,
-        mcq_per_video, benchmark_fraction, paper_overlap,
+        mcq_per_video, benchmark_fraction, paper_overlap, sample_preset,
     )
     return sft, preferences, normal, shuffled

@@ -1,12 +1,19 @@
+import dataclasses
+
 from zenml import Model, pipeline
 from zenml.client import Client
 
 from pipelines.stages import data_stage
 from steps.evaluation import compare_models, evaluate_model
 from steps.registry import register_model
-from steps.training import prepare_base_model, train_dpo, train_sft
+from steps.training import continue_sft, prepare_base_model, train_dpo, train_sft
 from timewarp.generation.config import GeneratorConfig
 from timewarp.training.config import DPORecipe, SFTRecipe
+
+#: The embedded default trains on the one-hop questions a tiny model learns in a minute on
+#: a CPU; "after"/"before" (find the anchor, then step) stay near chance at that budget.
+DEFAULT_QUESTION_TYPES = ("beginning", "end")
+CONTROLS = ("sft_continue",)
 
 
 @pipeline(model=Model(name="timewarp-explicit", description="TimeWarp-Explicit: DPO on true- vs shuffled-order answers"))
@@ -19,32 +26,38 @@ def timewarp_explicit(
     frames_per_video: int = 8,
     render_shuffled_videos: bool = False,
     export_dir: str | None = None,
-    sample_videos: int = 24,
+    sample_videos: int = 600,
+    sample_preset: str = "learnable",
     integer_timestamps: bool = False,
     shard_groups: int = 1,
-    workers: int = 1,
-    generator: GeneratorConfig = GeneratorConfig(),
-    questions_per_video: int = 3,
-    mcq_per_video: int = 3,
+    workers: int = 2,
+    generator: GeneratorConfig = GeneratorConfig(question_types=DEFAULT_QUESTION_TYPES),
+    questions_per_video: int = 2,
+    mcq_per_video: int = 2,
     benchmark_fraction: float = 0.25,
     paper_overlap: bool = False,
     base_model: str | None = None,
     model_family: str = "qwen2_vl",
-    sft_stage: bool = False,
+    sft_stage: bool | None = None,
+    control: str | None = None,
     sft_recipe: str = "configs/recipes/sft_cpu_tiny.yaml",
     dpo_recipe: str = "configs/recipes/dpo_cpu_tiny.yaml",
     recipe_overrides: dict | None = None,
     checkpoint_root: str = ".timewarp/checkpoints",
-    scorers: tuple[str, ...] = ("generation", "loglik"),
-    gate_scorer: str = "loglik",
+    scorers: tuple[str, ...] = ("text_loglik",),
+    gate_scorer: str = "text_loglik",
     registered_model_name: str = "timewarp-explicit",
 ):
-    """TimeWarp-Explicit: data -> (optional SFT) -> DPO on true- vs shuffled-order answers
-    -> evaluation of the starting and the trained model -> MLflow registry and promotion.
+    """TimeWarp-Explicit: data -> [SFT] -> DPO on true- vs shuffled-order answers
+    -> [continued-SFT control] -> evaluation of every model on the normal and shuffled
+    benchmarks -> MLflow registry and promotion.
 
-    With no config: the generated sample, the template generator and a tiny ``model_family``
-    model built offline, on CPU. ``base_model`` (hub id or path) and a GPU recipe
-    (``configs/recipes/dpo_paper.yaml``) train a real model.
+    With no config: the learnable generated sample, the template generator and a tiny
+    ``model_family`` model built offline, first taught by SFT (``sft_stage`` unset: SFT when
+    no ``base_model`` is given, as a random model must learn the task before DPO can refine
+    it), on CPU. ``control: sft_continue`` also continues SFT for as many examples as DPO
+    sees. ``base_model`` (hub id or path) and a GPU recipe (``configs/recipes/dpo_paper.yaml``)
+    train a real model.
     """
     tracker = Client().active_stack.experiment_tracker
     if tracker is None:  # fail before any work, not after training
@@ -52,22 +65,42 @@ def timewarp_explicit(
             "timewarp_explicit logs to MLflow, but the active stack has no experiment tracker: "
             "run `make stack` for the local one, or see infra/README.md"
         )
+    if control not in (None, *CONTROLS):
+        raise ValueError(f"control must be one of {CONTROLS} or unset, got {control!r}")
+    if gate_scorer not in scorers:
+        raise ValueError(f"gate_scorer {gate_scorer!r} is not one of the scorers {list(scorers)}")
+    with_sft = sft_stage if sft_stage is not None else base_model is None
+    if control and not with_sft:
+        raise ValueError("control: sft_continue continues the SFT stage; it needs sft_stage")
     corpus, sft, preferences, normal, shuffled, _ = data_stage(
         finevideo_root, max_videos, max_seconds, min_scenes, seed, frames_per_video, render_shuffled_videos,
         export_dir, sample_videos, integer_timestamps, shard_groups, workers, generator, questions_per_video,
-        mcq_per_video, benchmark_fraction, paper_overlap,
+        mcq_per_video, benchmark_fraction, paper_overlap, sample_preset,
     )
     # Recipes are read here, so the steps' cache keys follow the recipe's content.
-    overrides = recipe_overrides or {}
-    recipe = DPORecipe.from_yaml(dpo_recipe, **overrides)
+    dpo_values = DPORecipe.from_yaml(dpo_recipe, **(recipe_overrides or {})).to_dict()
+    sft_values = SFTRecipe.from_yaml(sft_recipe, **_sft_overrides(recipe_overrides)).to_dict()
     model = prepare_base_model(base_model, model_family, seed)
-    if sft_stage:
-        model = train_sft(model, sft, corpus, SFTRecipe.from_yaml(sft_recipe, **overrides).to_dict(), checkpoint_root)
-    trained = train_dpo(model, preferences, corpus, recipe.to_dict(), checkpoint_root)
+    if with_sft:
+        model = train_sft(model, sft, corpus, sft_values, checkpoint_root)
+    trained = train_dpo(model, preferences, corpus, dpo_values, checkpoint_root)
 
-    frames, scorer_names = recipe.frames_per_video, list(scorers)
-    base_eval = evaluate_model(model, normal, shuffled, corpus, frames, scorer_names, id="evaluate_base")
-    trained_eval = evaluate_model(trained, normal, shuffled, corpus, frames, scorer_names, id="evaluate_trained")
-    report = compare_models(base_eval, trained_eval)
-    register_model.with_options(experiment_tracker=tracker.name)(trained, report, gate_scorer, registered_model_name)
+    evaluation = (normal, shuffled, corpus, dpo_values["frames_per_video"], list(scorers))
+    start_eval = evaluate_model(model, *evaluation, id="evaluate_base")
+    trained_eval = evaluate_model(trained, *evaluation, id="evaluate_trained")
+    report = compare_models(start_eval, trained_eval)
+    control_report = None
+    if control:
+        control_model = continue_sft(model, sft, preferences, corpus, sft_values, dpo_values, checkpoint_root)
+        control_eval = evaluate_model(control_model, *evaluation, id="evaluate_control")
+        control_report = compare_models(start_eval, control_eval, id="compare_control")
+    register_model.with_options(experiment_tracker=tracker.name)(
+        trained, report, gate_scorer, registered_model_name, control_report
+    )
     return trained, report
+
+
+def _sft_overrides(recipe_overrides: dict | None) -> dict:
+    """The overrides that mean something to SFT (``beta`` or ``loss_type`` are DPO's)."""
+    known = {f.name for f in dataclasses.fields(SFTRecipe)}
+    return {key: value for key, value in (recipe_overrides or {}).items() if key in known}

@@ -61,4 +61,6 @@ def caption_colour(caption: str) -> str:
     """The background colour a generated caption names."""
     from timewarp.sample import PALETTE
 
-    return next(name for name in PALETTE if f" {name} background" in caption)
+    return next(
+        name for name in PALETTE if f" {name} background" in caption or caption.startswith(f"{name.capitalize()} scene.")
+    )

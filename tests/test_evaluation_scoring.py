@@ -172,7 +172,7 @@ def test_both_scorers_score_every_item_of_the_variant(
     recorder = _RecordingFamily(family)
     benchmark = MCQBenchmark(items, variant)
     # 3 of the 4 stored frames: subsampled as training does; batches of 3 leave one short batch.
-    config = ScoringConfig(frames_per_video=3, batch_size=3, max_new_tokens=4)
+    config = ScoringConfig(frames_per_video=3, batch_size=3, max_new_tokens=4, scorers=("generation", "loglik"))
 
     results = score_benchmark(model, processor, recorder, benchmark, corpus, config)
 
@@ -233,6 +233,27 @@ def test_cached_prefix_logps_equal_full_forwards(
         assert cached.shape == full.shape == (len(answers),)
         assert torch.isfinite(cached).all() and (cached < 0).all()
         torch.testing.assert_close(cached, full, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("variant", BENCHMARK_VARIANTS)
+def test_text_loglik_scores_option_texts_after_the_open_question(
+    variant: str, tiny: Callable[[str], Tiny], corpus: VideoCorpus, items: list[MCQItem]
+) -> None:
+    family, model, processor = tiny("qwen2_vl")
+    recorder = _RecordingFamily(family)
+    config = ScoringConfig(frames_per_video=STORED_FRAMES, scorers=("text_loglik",))
+
+    results = score_benchmark(model, processor, recorder, MCQBenchmark(items, variant), corpus, config)["text_loglik"]
+
+    # The prompts are the bare questions (no options, no letter instruction), with the variant's frames.
+    assert {s.prompt for s in recorder.samples} == {item.question for item in items}
+    # The pick is the option whose text is most likely as the answer, as full forwards
+    # compute it independently of the cached path.
+    for item, result in zip(items, results, strict=True):
+        sample = VideoSample(_shown_frames(corpus, item, variant, STORED_FRAMES), item.question)
+        full = option_logps_full(model, processor, family, sample, item.options)
+        assert result.predicted_index == int(full.argmax())
+        assert result.answer_index == MCQBenchmark(items, variant).answer_index(item)
 
 
 # ---- (3) + (4) rigged models ----------------------------------------------------------------------

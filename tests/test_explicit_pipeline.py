@@ -31,7 +31,8 @@ def runs(stack, tmp_path_factory):
     config = tmp / "run.yaml"
     config.write_text(yaml.safe_dump({"parameters": {
         "sample_videos": 10, "checkpoint_root": str(tmp / "checkpoints"),
-        "recipe_overrides": {"max_steps": 3, "save_steps": 10}, "registered_model_name": "timewarp-e2e",
+        "recipe_overrides": {"max_steps": 3, "save_steps": 10, "logging_steps": 1},
+        "registered_model_name": "timewarp-e2e", "control": "sft_continue",
     }}))
     for _ in range(2):
         timewarp_explicit.with_options(config_path=str(config))()
@@ -46,13 +47,22 @@ def test_mlflow_has_params_metrics_and_the_registered_model(stack, runs):
     registration = first.steps["register_model"].outputs["model_registration"][0].load()
     run = client.get_run(registration["mlflow_run_id"])
     params = run.data.params
-    assert params["recipe.beta"] == "0.1" and params["recipe.loss_type"] == "sigmoid"
+    assert params["recipe.beta"] == "0.5" and params["recipe.loss_type"] == "sigmoid"
     assert params["family"] == "qwen2_vl" and "data.preference_pairs" in params
     metrics = run.data.metrics
-    assert "eval/loglik/accuracy_normal/DPO" in metrics and "eval/generation/accuracy_shuffled/base" in metrics
+    # The default: the tiny model is taught by SFT first; DPO and the control arm start from it.
+    for arm in ("SFT", "DPO", "SFT-cont"):
+        for suffix in ("", "_low", "_high"):
+            assert f"eval/text_loglik/accuracy_shuffled/{arm}{suffix}" in metrics
+    for name in ("difference", "control_difference"):
+        low, value, high = (metrics[f"eval/text_loglik/accuracy_normal/{name}{s}"] for s in ("_low", "", "_high"))
+        assert low <= value <= high
+    assert metrics["eval/text_loglik/accuracy_normal/difference"] == pytest.approx(
+        metrics["eval/text_loglik/accuracy_normal/DPO"] - metrics["eval/text_loglik/accuracy_normal/SFT"]
+    )
     assert len(client.get_metric_history(run.info.run_id, "train/loss")) == 3
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
-    assert artifacts == {"plots/evaluation.png", "plots/training_curves.png"}
+    assert artifacts == {"plots/evaluation.png", "plots/evaluation_control.png", "plots/training_curves.png"}
     version = client.get_model_version("timewarp-e2e", registration["version"])
     assert version.tags["benchmark_version"] and version.tags["zenml_run_id"] == str(first.id)
     assert registration["alias"] == "champion"
@@ -65,7 +75,8 @@ def test_second_unchanged_run_is_cached_and_does_not_beat_the_champion(stack, ru
 
     uri, _ = stack
     first, second = runs
-    for name in ("prepare_videos", "generate_training_text", "train_dpo", "evaluate_base", "evaluate_trained"):
+    for name in ("prepare_videos", "generate_training_text", "train_sft", "train_dpo", "continue_sft",
+                 "evaluate_base", "evaluate_trained", "evaluate_control"):
         assert second.steps[name].status == ExecutionStatus.CACHED, name
     registration = second.steps["register_model"].outputs["model_registration"][0].load()
     assert registration["alias"] == "challenger" and "does not beat" in registration["reason"]

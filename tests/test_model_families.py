@@ -164,3 +164,17 @@ def test_make_tiny_is_deterministic(module: str, tmp_path: Path) -> None:
     b = family.make_tiny(tmp_path / "b", seed=3)
     for name in ("model.safetensors", "tokenizer.json", "config.json"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_tiny_qwen2_vl_spells_each_sample_colour_with_one_token(tmp_path: Path) -> None:
+    from transformers import AutoProcessor
+
+    from timewarp.models.qwen2_vl import family
+    from timewarp.sample import PALETTE
+
+    folder = family.make_tiny(tmp_path / "qwen2_vl", seed=0)
+    tokenizer = AutoProcessor.from_pretrained(folder).tokenizer
+    for colour in PALETTE:
+        # An answer starts a turn with the capitalised colour; questions name it mid-sentence.
+        assert tokenizer.tokenize(f"{colour.capitalize()} scene.")[0] == colour.capitalize()
+        assert f"Ġ{colour}" in tokenizer.tokenize(f"after the {colour} scene")

@@ -8,6 +8,7 @@ import pytest
 from timewarp.ingest import list_shards
 from timewarp.prepare import PrepareConfig, merge_corpora, prepare_corpus
 from timewarp.corpus import VideoCorpus
+from timewarp.sample import SampleSpec, make_sample
 from helpers import background_colour, caption_colour, good_row, with_id, write_rows
 
 
@@ -162,3 +163,21 @@ def test_rendered_shuffled_video_plays_permuted_scenes(sample_root, tmp_path):
             clock += scene.duration
         frames = read_frames(corpus.path(video.shuffled_video_file), times, "pyav")
         assert [background_colour(f) for f in frames] == [caption_colour(s.caption) for s in video.shuffled_scenes]
+
+
+def test_learnable_sample_gives_each_scene_one_pair_of_frames(tmp_path):
+    spec = SampleSpec.preset("learnable")
+    make_sample(tmp_path / "raw", videos=6, seed=3, spec=spec)
+    corpus, log = prepare_corpus(list_shards(str(tmp_path / "raw")), tmp_path / "c", PrepareConfig(frames_per_video=8))
+    assert len(log) == 0 and len(corpus) == 6
+    for video in corpus.videos:
+        frames = corpus.frames(video)
+        assert frames.shape == (8, 56, 56, 3) and len(video.scenes) == 4
+        # Frames 2k and 2k+1 (one Qwen2-VL temporal patch) show scene k, whose caption names its colour.
+        assert [background_colour(f) for f in frames] == [
+            caption_colour(s.caption) for s in video.scenes for _ in range(2)
+        ]
+        # Its first sentence, the event's name in questions and answers, is the colour alone.
+        assert all(s.caption.split(". ")[0] == f"{caption_colour(s.caption).capitalize()} scene" for s in video.scenes)
+    with pytest.raises(ValueError, match="unknown sample preset"):
+        SampleSpec.preset("huge")

@@ -5,7 +5,8 @@ import pytest
 from timewarp.corpus import PreparedVideo
 from timewarp.generation.records import OPTION_LETTERS
 from timewarp.generation.template import NOTHING_AFTER, NOTHING_BEFORE, OPTION_NOTHING, TemplateGenerator
-from timewarp.generation.temporal import TemporalQuestion, event_names, event_phrase
+from timewarp.generation.config import GeneratorConfig, make_generator
+from timewarp.generation.temporal import TemporalQuestion, event_names, event_phrase, event_sentence
 from timewarp.scenes import SceneSpan
 from timewarp.shuffle import scene_permutation
 
@@ -138,3 +139,20 @@ def test_distractors_come_from_the_video_itself_when_it_has_enough_events(videos
         names = event_names(by_id[item.video_id].scenes)
         own = [o for o in item.options if _event_index(o, names) is not None or o in OPTION_NOTHING.values()]
         assert len(own) == 4
+
+
+def test_question_types_restrict_the_training_text_whose_answers_are_option_sentences(videos):
+    generator = TemplateGenerator(seed=0, question_types=("beginning", "end"))
+    text = generator.training_text(videos, questions_per_video=2)
+    by_id = {v.video_id: v for v in videos}
+    assert {p.question_type for p in text.preferences} == {"beginning", "end"}
+    assert {i.question_type for i in generator.benchmark_text(videos, 2).items} == {"beginning", "end"}
+    for pair in text.preferences:
+        sentences = {event_sentence(scene.caption) for scene in by_id[pair.video_id].scenes}
+        # Chosen and rejected are the benchmark's option texts: the events' own sentences.
+        assert {pair.chosen, pair.rejected} <= sentences
+    with pytest.raises(ValueError, match="question types"):
+        TemplateGenerator(question_types=("sideways",))
+    with pytest.raises(ValueError, match="template backend"):
+        GeneratorConfig(backend="openai", model="m", question_types=("end",))
+    assert make_generator(GeneratorConfig(question_types=("end",)), seed=0).question_types == ("end",)

@@ -26,7 +26,7 @@ def _run(tmp_path: Path, **parameters):
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"parameters": {
         "sample_videos": 8, "checkpoint_root": str(tmp_path / "checkpoints"), "mcq_per_video": 1,
-        "scorers": ["loglik"], "registered_model_name": "timewarp-families",
+        "scorers": ["loglik"], "gate_scorer": "loglik", "registered_model_name": "timewarp-families",
         "recipe_overrides": {"max_steps": 2, "save_steps": 1}, **parameters,
     }}))
     timewarp_explicit.with_options(config_path=str(config))()
@@ -36,8 +36,9 @@ def _run(tmp_path: Path, **parameters):
 def test_train_dpo_each_family_on_the_local_stack(client, tmp_path, family):
     from timewarp.models.checkpoint import ModelCheckpoint
 
-    _run(tmp_path, model_family=family)
+    _run(tmp_path, model_family=family, sft_stage=False)
     run = client.get_pipeline("timewarp_explicit").last_run
+    assert "train_sft" not in run.steps
     artifact = run.steps["train_dpo"].outputs["dpo_model"][0]
     trained = artifact.load()
     assert isinstance(trained, ModelCheckpoint)
@@ -53,7 +54,7 @@ def test_train_dpo_each_family_on_the_local_stack(client, tmp_path, family):
 
 
 def test_sft_stage_then_dpo_and_resume_after_a_retry(client, tmp_path):
-    _run(tmp_path, sft_stage=True)
+    _run(tmp_path)  # sft_stage unset: on, as the tiny model has not learnt the task
     run = client.get_pipeline("timewarp_explicit").last_run
     sft = run.steps["train_sft"].outputs["sft_model"][0].load()
     dpo = run.steps["train_dpo"].outputs["dpo_model"][0].load()
@@ -80,3 +81,15 @@ def test_recipe_change_busts_the_cache(client, tmp_path):
     assert client.get_pipeline("timewarp_explicit").last_run.steps["train_dpo"].status == ExecutionStatus.CACHED
     _run(tmp_path, recipe_overrides={"max_steps": 2, "save_steps": 1, "beta": 0.2})
     assert client.get_pipeline("timewarp_explicit").last_run.steps["train_dpo"].status == ExecutionStatus.COMPLETED
+
+
+def test_a_given_base_model_skips_the_sft_stage_unless_asked(client, tmp_path):
+    from timewarp.models.qwen2_vl import family
+
+    folder = family.make_tiny(tmp_path / "instruct", seed=1)  # stands in for an instruction-tuned model
+    _run(tmp_path, base_model=str(folder))
+    run = client.get_pipeline("timewarp_explicit").last_run
+    assert "train_sft" not in run.steps
+    assert run.steps["train_dpo"].outputs["dpo_model"][0].load().base_model == str(folder)
+    with pytest.raises(ValueError, match="needs sft_stage"):
+        _run(tmp_path, base_model=str(folder), control="sft_continue")

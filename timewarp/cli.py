@@ -18,12 +18,15 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument("--videos", type=int, default=24, help="number of videos (rows)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument(
-        "--realistic", action="store_true", help="FineVideo-like sizes: 640x360, 30 fps, 60-105 s, 3-8 scenes"
+        "--preset", choices=("small", "learnable", "realistic"), default="small",
+        help="small: fast tests; learnable: what a tiny model learns on CPU (56x56, 4 one-second "
+        "scenes); realistic: FineVideo-like sizes (640x360, 30 fps, 60-105 s, 3-8 scenes)",
     )
+    sample.add_argument("--realistic", action="store_true", help="same as --preset realistic")
     args = parser.parse_args(argv)
     if args.videos < 1:
         parser.error("--videos must be at least 1")
-    spec = SampleSpec.realistic() if args.realistic else SampleSpec()
+    spec = SampleSpec.preset("realistic" if args.realistic else args.preset)
     paths = make_sample(args.out, videos=args.videos, seed=args.seed, spec=spec)
     print(f"wrote {args.videos} videos in {len(paths)} shard(s) under {args.out}/data")
     return 0

@@ -42,6 +42,10 @@ MOTIONS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "rises from the bottom to the top": ((0.5, 0.8), (0.5, 0.2)),
     "falls from the top to the bottom": ((0.5, 0.2), (0.5, 0.8)),
 }
+#: The motions in two words, for short captions.
+SHORT_MOTIONS: dict[str, str] = dict(
+    zip(MOTIONS, ("moves right", "moves left", "rises", "falls"))
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,28 @@ class SampleSpec:
     max_scene_seconds: float = 2.5
     rows_per_shard: int = 8
     row_group_size: int = 4
+    # Short captions: the colour, then the motion ("Red scene. The circle rises."). Events
+    # are named by a caption's first sentence, so questions and answers name scenes by
+    # colour, in a word or two.
+    short_captions: bool = False
+
+    @classmethod
+    def learnable(cls) -> "SampleSpec":
+        """Small videos a tiny model learns from in a minute on a CPU: four one-second
+        scenes at 56x56 (two sampled frames a scene fill one Qwen2-VL temporal patch when 8
+        frames are taken), one motion a scene, short captions naming colour and motion."""
+        return cls(
+            width=56, height=56, fps=4, min_scenes=4, max_scenes=4, min_scene_seconds=1.0,
+            max_scene_seconds=1.0, rows_per_shard=100, row_group_size=25, short_captions=True,
+        )
+
+    @classmethod
+    def preset(cls, name: str) -> "SampleSpec":
+        """``small`` (the defaults: fast tests), ``learnable`` or ``realistic``."""
+        presets = {"small": cls, "learnable": cls.learnable, "realistic": cls.realistic}
+        if name not in presets:
+            raise ValueError(f"unknown sample preset {name!r}; known: {sorted(presets)}")
+        return presets[name]()
 
     @classmethod
     def realistic(cls) -> "SampleSpec":
@@ -102,17 +128,29 @@ def _plan_scenes(rng: np.random.Generator, spec: SampleSpec) -> list[_Scene]:
         activities = []
         for k, motion in enumerate(motions):
             subject = f"A {shape_colour} {shape}" if k == 0 else f"The {shape_colour} {shape}"
+            description = f"{subject} {motion} on {_article(colour)} {colour} background."
+            if spec.short_captions:
+                description = f"{str(colour).capitalize()} scene. The {shape} {SHORT_MOTIONS[str(motion)]}."
             activities.append(
                 _Activity(
                     start=round(float(bounds[k]), 3),
                     end=round(float(bounds[k + 1]), 3),
                     motion=str(motion),
-                    description=f"{subject} {motion} on {_article(colour)} {colour} background.",
+                    description=description,
                 )
             )
         scenes.append(_Scene(clock, clock + length, str(colour), shape, shape_colour, activities))
         clock = round(clock + length, 3)
     return scenes
+
+
+def caption_vocabulary() -> list[str]:
+    """Sentences holding every word of the sample's short captions, lower- and
+    upper-case: tiny tokenizers train on them so that a colour is one token."""
+    # One sentence per colour: an answer starts with its capitalised colour.
+    lines = [f"{colour.capitalize()} scene. After the {colour} scene." for colour in PALETTE]
+    lines += [f"The {shape} {motion}." for shape in SHAPES for motion in SHORT_MOTIONS.values()]
+    return lines
 
 
 def _article(word: str) -> str:

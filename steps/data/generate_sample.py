@@ -5,12 +5,13 @@ from zenml import step
 
 from steps._workdir import scratch_dir
 from timewarp.ingest import ShardSet, list_shards
-from timewarp.sample import make_sample
+from timewarp.sample import SampleSpec, make_sample
 
 
 @step
-def generate_sample(videos: int, seed: int) -> Annotated[ShardSet, "finevideo_shards"]:
-    """A generated FineVideo miniature; its shards are stored inside the artifact."""
+def generate_sample(videos: int, seed: int, preset: str = "small") -> Annotated[ShardSet, "finevideo_shards"]:
+    """A generated FineVideo miniature (``preset``: see :meth:`SampleSpec.preset`); its
+    shards are stored inside the artifact."""
     root = scratch_dir("sample")
-    make_sample(root, videos=videos, seed=seed)
+    make_sample(root, videos=videos, seed=seed, spec=SampleSpec.preset(preset))
     return replace(list_shards(str(root)), generated=True)

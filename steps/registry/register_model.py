@@ -25,11 +25,16 @@ def _flatten(prefix: str, values: dict) -> dict[str, str]:
 # Never cached: every run registers a new model version and logs its own MLflow run.
 @step(enable_cache=False)
 def register_model(
-    trained_model: ModelCheckpoint, evaluation_report: ComparisonReport, gate_scorer: str, registered_model_name: str
+    trained_model: ModelCheckpoint,
+    evaluation_report: ComparisonReport,
+    gate_scorer: str,
+    registered_model_name: str,
+    control_report: ComparisonReport | None = None,
 ) -> Annotated[dict[str, str], "model_registration"]:
     """Log the run to MLflow (recipe, data versions, training curves, evaluation metrics and
-    plot, the model), register a new model version, and move the ``champion`` alias to it
-    only if it beats the current champion on the same benchmark version."""
+    plots, with the control arm's beside them when there is one, the model), register a new
+    model version, and move the ``champion`` alias to it only if it beats the current
+    champion on the same benchmark version."""
     if mlflow.active_run() is None:
         raise RuntimeError(
             "register_model needs the MLflow experiment tracker of the stack (run `make stack`, "
@@ -48,17 +53,24 @@ def register_model(
         for key, value in row.items():
             if key not in ("step", "epoch") and isinstance(value, (int, float)):
                 mlflow.log_metric(f"train/{key}", float(value), step=step_number)
+    reports = {"": evaluation_report, "control_": control_report}
     metrics: dict[str, float] = {}
-    for r in evaluation_report.rows:
-        for kind, estimate in ((evaluation_report.base_kind, r.base), (evaluation_report.trained_kind, r.trained)):
-            metrics[f"eval/{r.scorer}/{r.metric}/{kind}"] = estimate.value
-        metrics[f"eval/{r.scorer}/{r.metric}/difference"] = r.difference.value
-        metrics[f"eval/{r.scorer}/{r.metric}/difference_low"] = r.difference.low
-        metrics[f"eval/{r.scorer}/{r.metric}/difference_high"] = r.difference.high
+    for prefix, report in reports.items():
+        if report is None:
+            continue
+        for r in report.rows:
+            for kind, estimate in ((report.base_kind, r.base), (report.trained_kind, r.trained)):
+                for suffix, value in (("", estimate.value), ("_low", estimate.low), ("_high", estimate.high)):
+                    metrics[f"eval/{r.scorer}/{r.metric}/{kind}{suffix}"] = value
+            for suffix, value in (("", r.difference.value), ("_low", r.difference.low), ("_high", r.difference.high)):
+                metrics[f"eval/{r.scorer}/{r.metric}/{prefix}difference{suffix}"] = value
     mlflow.log_metrics(metrics)
+    plots = [("evaluation.png", comparison_png(evaluation_report)),
+             ("training_curves.png", training_curves_png(trained_model.history))]
+    if control_report is not None:
+        plots.append(("evaluation_control.png", comparison_png(control_report)))
     with tempfile.TemporaryDirectory() as folder:
-        for name, image in (("evaluation.png", comparison_png(evaluation_report)),
-                            ("training_curves.png", training_curves_png(trained_model.history))):
+        for name, image in plots:
             (Path(folder) / name).write_bytes(image)
             mlflow.log_artifact(str(Path(folder) / name), artifact_path="plots")
 
@@ -82,6 +94,11 @@ def register_model(
         "zenml_run": context.pipeline_run.name,
     }
     log_metadata({"registration": summary})
+    # The closing lines of a run: every model's accuracies with 95% intervals, then where
+    # the model went.
+    for report in (evaluation_report, control_report):
+        for line in report.lines() if report is not None else ():
+            print(line)
     print(
         f"MLflow run {run.run_id} (experiment {run.experiment_id}, tracking {mlflow.get_tracking_uri()})\n"
         f"Registered {registration.model_name} version {registration.version} as {registration.alias}: "

@@ -13,7 +13,7 @@ VARIANTS = ("normal", "shuffled")
 class ModelEvaluation:
     """Per-item predictions of one model on the normal and shuffled benchmarks, per scorer."""
 
-    model_kind: str  # base | SFT | DPO
+    model_kind: str  # base | SFT | DPO | SFT-cont (the continued-SFT control)
     model_path: str
     benchmark_version: str  # the benchmark artifact both variants come from
     results: dict[str, list[ItemResult]] = field(default_factory=dict)  # scorer -> items
@@ -53,13 +53,14 @@ class ComparisonReport:
 
     def lines(self) -> list[str]:
         """Closing lines for a terminal: one per scorer and metric."""
-        out = []
-        for r in self.rows:
-            out.append(
-                f"{r.scorer:>10} {r.metric:<18} {self.base_kind} {r.base.value:6.1%}  {self.trained_kind} "
-                f"{r.trained.value:6.1%}  diff {r.difference.value:+6.1%} [{r.difference.low:+.1%}, {r.difference.high:+.1%}]"
-            )
-        return out
+        def interval(e: Estimate, sign: str = "") -> str:
+            return f"{e.value:{sign}6.1%} [{e.low:{sign}.1%}, {e.high:{sign}.1%}]"
+
+        return [
+            f"{r.scorer:>11} {r.metric:<18} {self.base_kind} {interval(r.base)}  {self.trained_kind} "
+            f"{interval(r.trained)}  {self.trained_kind} - {self.base_kind} {interval(r.difference, '+')}"
+            for r in self.rows
+        ]
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -19,7 +19,16 @@ the one the model was trained with.
   and the answers are equally short (a letter token; real tokenizers have one per letter),
   whereas option texts differ in length and a summed log-probability favours short texts.
 
-The log-likelihood scorer runs the video and question once per item: the prompt minus its
+- ``text_loglik``: the question WITHOUT its options, as training prompts ask it, and each
+  option's TEXT as the answer; the option with the highest summed log-probability wins. It
+  measures what open-ended SFT and DPO teach a model that never learnt the lettered
+  format: the scorer of the embedded default's tiny models, whose template answers are the
+  option sentences themselves ("Blue scene.", one token a colour). The sum is fair when
+  options differ only in a name of similar length, as there; it favours short options when
+  they differ in length, and dividing by the length would favour names split into more
+  (near-certain) tokens instead, so long free-text options are better scored by letter.
+
+The log-likelihood scorers run the video and question once per item: the prompt minus its
 last token goes through the model with a KV cache (:func:`prefix_cache`), the cache is
 repeated for the options and each option row (the prompt's last token, then the answer)
 is scored from it in one forward by
@@ -68,9 +77,10 @@ __all__ = [
     "score_benchmark",
     "score_generation",
     "score_loglik",
+    "score_text_loglik",
 ]
 
-SCORERS: Final = ("generation", "loglik")
+SCORERS: Final = ("generation", "loglik", "text_loglik")
 INSTRUCTION: Final = "Answer with the option's letter."
 #: Families whose options are scored with full forwards instead of from a cached prefix.
 #: Empty: the cached path matches full forwards for every registered family (tested).
@@ -395,11 +405,35 @@ def score_loglik(
     return results
 
 
-# ---- both ----------------------------------------------------------------------------------
+def score_text_loglik(
+    model: Any,
+    processor: Any,
+    family: VideoLLMFamily,
+    benchmark: MCQBenchmark,
+    corpus: VideoCorpus,
+    config: ScoringConfig,
+) -> list[ItemResult]:
+    results: list[ItemResult] = []
+    cached = family.name not in FULL_FORWARD_FAMILIES
+    frames = _VariantFrames(corpus, benchmark.variant, config.frames_per_video)
+    desc = f"text log-likelihood scorer ({benchmark.variant})"
+    for item in tqdm(benchmark.items, desc=desc, unit="item"):
+        sample = VideoSample(frames(item.video_id), item.question)
+        answer_ids = answer_token_ids(family, processor, sample, item.options)
+        if cached:
+            logps = option_logps(model, processor, family, sample, answer_ids)
+        else:
+            logps = option_logps_full(model, processor, family, sample, item.options)
+        results.append(_result(item, benchmark, int(logps.argmax())))
+    return results
+
+
+# ---- all ------------------------------------------------------------------------------------
 
 _SCORER_FUNCTIONS: Final[dict[str, Callable[..., list[ItemResult]]]] = {
     "generation": score_generation,
     "loglik": score_loglik,
+    "text_loglik": score_text_loglik,
 }
 
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from timewarp.generation.records import TextGenerator
 
@@ -37,13 +37,28 @@ class GeneratorConfig(BaseModel):
     batch_size: int = 8
     # Where LLM replies are cached (SQLite); on a cluster, a persistent volume.
     cache_dir: str = ".timewarp/llm-cache"
+    # Template backend: the question types it writes, for training and benchmark (None: all).
+    question_types: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _check_question_types(self) -> "GeneratorConfig":
+        if self.question_types is None:
+            return self
+        if self.backend != "template":
+            raise ValueError("question_types applies to the template backend only")
+        from timewarp.generation.template import QUESTIONS
+
+        unknown = sorted(set(self.question_types) - set(QUESTIONS))
+        if unknown or not self.question_types:
+            raise ValueError(f"question_types must be a non-empty subset of {sorted(QUESTIONS)}, got {unknown or '()'}")
+        return self
 
 
 def make_generator(config: GeneratorConfig, seed: int, secret_lookup: SecretLookup | None = None) -> TextGenerator:
     if config.backend == "template":
         from timewarp.generation.template import TemplateGenerator
 
-        return TemplateGenerator(seed=seed)
+        return TemplateGenerator(seed=seed, question_types=config.question_types)
     if not config.model:
         raise ValueError(f"generator backend {config.backend!r} needs `model`")
     cache_dir = Path(config.cache_dir)

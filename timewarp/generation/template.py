@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from timewarp.generation.records import (
 )
 from timewarp.generation.temporal import TemporalQuestion, event_names
 
-TEMPLATE_VERSION = "template-v1"
+TEMPLATE_VERSION = "template-v2"
 
 QUESTIONS = {
     "beginning": [
@@ -56,13 +57,6 @@ QUESTIONS = {
         "Which of these happens first in the video: {options}?",
         "Of the following, which comes first: {options}?",
     ],
-}
-ANSWERS = {
-    "beginning": ["At the beginning, {e}.", "First, {e}.", "The video starts as {e}."],
-    "end": ["At the end, {e}.", "Finally, {e}.", "The video ends as {e}."],
-    "after": ["Right after that, {e}.", "Next, {e}.", "Immediately afterwards, {e}."],
-    "before": ["Right before that, {e}.", "Just before that, {e}.", "Immediately before, {e}."],
-    "earliest": ["The first of these is when {e}.", "It is the moment when {e}."],
 }
 NOTHING_AFTER = "Nothing else happens after that; it is the last event of the video."
 NOTHING_BEFORE = "Nothing happens before that; it is the first event of the video."
@@ -97,11 +91,18 @@ class TemplateGenerator:
 
     name = "template"
 
-    def __init__(self, seed: int = 0):
+    def __init__(self, seed: int = 0, question_types: Sequence[str] | None = None):
         self.seed = seed
+        self.question_types = tuple(QUESTIONS) if question_types is None else tuple(question_types)
+        unknown = set(self.question_types) - set(QUESTIONS)
+        if unknown or not self.question_types:
+            raise ValueError(f"question types must be a non-empty subset of {sorted(QUESTIONS)}, got {self.question_types}")
 
     def describe(self) -> dict[str, Any]:
-        return {"generator": self.name, "model": "none", "prompt_version": TEMPLATE_VERSION, "seed": self.seed}
+        return {
+            "generator": self.name, "model": "none", "prompt_version": TEMPLATE_VERSION, "seed": self.seed,
+            "question_types": list(self.question_types),
+        }
 
     # -- wording ---------------------------------------------------------------------
     def _question(self, question: TemporalQuestion, names: list[str], rng: np.random.Generator) -> str:
@@ -111,15 +112,16 @@ class TemplateGenerator:
             return template.format(options="; ".join(anchors[:-1]) + "; or " + anchors[-1])
         return template.format(**dict(zip("ab", anchors)))
 
-    def _answer(self, question: TemporalQuestion, order: list[int], names: list[str], variant: int) -> str:
+    def _answer(self, question: TemporalQuestion, order: list[int], names: list[str]) -> str:
         kind, outcome = question.question_type, question.answer(order)
         if kind == "order":
             a, b = (names[i] for i in question.anchors)
             return _sentence((YES if outcome else NO).format(a=a, b=b))
         if outcome is None:
             return NOTHING_AFTER if kind == "after" else NOTHING_BEFORE
-        templates = ANSWERS[kind]
-        return templates[variant % len(templates)].format(e=names[outcome])
+        # The event's own sentence: the text a benchmark option holds, so training answers,
+        # preference pairs and option scoring all compare the same strings.
+        return _sentence(names[outcome]) + "."
 
     # -- training --------------------------------------------------------------------
     def training_text(self, videos: list[PreparedVideo], questions_per_video: int) -> TrainingText:
@@ -133,6 +135,8 @@ class TemplateGenerator:
             # when the shuffled order answers it differently (else chosen == rejected).
             by_type: dict[str, list[TemporalQuestion]] = {}
             for question in _candidates(len(names), with_pairs=True):
+                if question.question_type not in self.question_types:
+                    continue
                 if question.answer(true_order) is None or question.answer(true_order) == question.answer(video.permutation):
                     continue
                 if len({names[i] for i in question.anchors}) < len(question.anchors) or len(set(names)) < len(names):
@@ -155,10 +159,9 @@ class TemplateGenerator:
                     )
                 )
             for k, question in enumerate(picked):
-                variant = int(rng.integers(0, 1 << 16))
                 text = self._question(question, names, rng)
-                chosen = self._answer(question, true_order, names, variant)
-                rejected = self._answer(question, video.permutation, names, variant)
+                chosen = self._answer(question, true_order, names)
+                rejected = self._answer(question, video.permutation, names)
                 pair_id = f"{video.video_id}-q{k}"
                 result.sft.append(SFTPair(pair_id, video.video_id, text, chosen, question.question_type, self.name))
                 result.preferences.append(
@@ -204,7 +207,10 @@ class TemplateGenerator:
         def option(kind: str, outcome: int | None) -> str:
             return OPTION_NOTHING[kind] if outcome is None else texts[outcome]
 
-        candidates = [q for q in _candidates(len(names), with_pairs=False) if q.answer(true_order) is not None]
+        candidates = [
+            q for q in _candidates(len(names), with_pairs=False)
+            if q.question_type in self.question_types and q.answer(true_order) is not None
+        ]
         rng.shuffle(candidates)
         # Questions the shuffled video answers differently come first: they discriminate.
         candidates.sort(key=lambda q: q.answer(true_order) == q.answer(video.permutation))

@@ -17,7 +17,7 @@ class ModelCheckpoint:
 
     path: str
     family: str
-    kind: str  # base | SFT | DPO
+    kind: str  # base | SFT | DPO | SFT-cont (the continued-SFT control)
     base_model: str | None = None  # what an adapter applies to (hub id or folder)
     adapter: bool = False
     stored: bool = True  # False: ``path`` is a hub id / external location, not a folder we own

@@ -29,7 +29,8 @@ import numpy as np
 
 from timewarp.models.base import VideoSample
 from timewarp.models.registry import register
-from timewarp.models.tiny_text_lm import EOS_TOKEN, PAD_TOKEN, _train_tokenizer
+from timewarp.models.tiny_text_lm import EOS_TOKEN, PAD_TOKEN, SPECIAL_TOKENS
+from timewarp.models.tiny_tokenizer import VIDEO_CORPUS, train_byte_level_bpe
 
 __all__ = [
     "QWEN_VL_CHAT_TEMPLATE",
@@ -293,7 +294,13 @@ class QwenVLFamily:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
 
-        tokenizer_object = _train_tokenizer(512)
+        from timewarp.sample import caption_vocabulary
+
+        # The generated sample's words (colours, "scene") become single tokens, so a tiny
+        # model answers a colour with one token.
+        tokenizer_object = train_byte_level_bpe(
+            SPECIAL_TOKENS, vocab_size=1024, extra_corpus=(*VIDEO_CORPUS, *caption_vocabulary() * 8)
+        )
         tokenizer_object.add_special_tokens(list(VISION_TOKENS))
         tokenizer = PreTrainedTokenizerFast(
             tokenizer_object=tokenizer_object,
@@ -359,11 +366,13 @@ class QwenVLFamily:
 
     @staticmethod
     def _tiny_text_config(spec: _Variant, vocab_size: int, ids: dict[str, int]) -> dict[str, Any]:
-        # head_dim 16: mrope_section must sum to head_dim / 2.
+        # Width 128 (head_dim 32; Qwen3-VL keeps head_dim 16): big enough to learn the
+        # embedded default's temporal questions in a minute on a CPU, as 64 is not.
+        # mrope_section must sum to head_dim / 2.
         text: dict[str, Any] = {
             "vocab_size": vocab_size,
-            "hidden_size": 64,
-            "intermediate_size": 128,
+            "hidden_size": 128,
+            "intermediate_size": 256,
             "num_hidden_layers": 2,
             "num_attention_heads": 4,
             "num_key_value_heads": 2,
@@ -382,20 +391,20 @@ class QwenVLFamily:
                 "mrope_interleaved": True,
             }
         else:
-            text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]}
+            text["rope_parameters"] = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 6, 6]}
         return text
 
     @staticmethod
     def _tiny_vision_config(spec: _Variant) -> dict[str, Any]:
         if spec.model_type == "qwen2_vl":
-            return {"depth": 2, "embed_dim": 32, "hidden_size": 64, "mlp_ratio": 2, "num_heads": 2}
+            return {"depth": 2, "embed_dim": 32, "hidden_size": 128, "mlp_ratio": 2, "num_heads": 2}
         if spec.model_type == "qwen2_5_vl":
             return {
                 "depth": 2,
                 "hidden_size": 32,
                 "intermediate_size": 64,
                 "num_heads": 2,
-                "out_hidden_size": 64,
+                "out_hidden_size": 128,
                 "window_size": 56,
                 "fullatt_block_indexes": [1],
             }
@@ -404,7 +413,7 @@ class QwenVLFamily:
             "hidden_size": 32,
             "intermediate_size": 64,
             "num_heads": 2,
-            "out_hidden_size": 64,
+            "out_hidden_size": 128,
             "num_position_embeddings": 64,
             "deepstack_visual_indexes": [0],
         }

@@ -18,11 +18,12 @@ code that may not have them).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["DPORecipe", "LoraRecipe", "SFTRecipe", "TrainingRecipe"]
+__all__ = ["DPORecipe", "LoraRecipe", "SFTRecipe", "TrainingRecipe", "continued_sft_recipe", "examples_seen"]
 
 #: Projections of a Qwen2/LLaMA-style decoder layer.
 LANGUAGE_MODEL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -241,3 +242,29 @@ class SFTRecipe(TrainingRecipe):
         kwargs["dataset_kwargs"] = {"skip_prepare_dataset": True}
         kwargs.update(self.trl_overrides)
         return SFTConfig(**kwargs)
+
+
+def examples_seen(recipe: TrainingRecipe, dataset_size: int) -> int:
+    """Training examples a single-process run of ``recipe`` on ``dataset_size`` rows sees
+    (a preference pair counts once)."""
+    if recipe.max_steps > 0:
+        return recipe.max_steps * recipe.per_device_train_batch_size * recipe.gradient_accumulation_steps
+    return math.ceil(recipe.num_train_epochs * dataset_size)
+
+
+def continued_sft_recipe(sft: SFTRecipe, dpo: DPORecipe, preference_pairs: int) -> SFTRecipe:
+    """The control arm: SFT continued with DPO's optimiser budget (learning rates, schedule,
+    warm-up, batch) for as many examples as ``dpo`` sees on ``preference_pairs`` pairs, so
+    that only the objective differs. Restarting at the SFT stage's own peak rate instead
+    would undo part of what that stage learnt and flatter DPO."""
+    per_step = dpo.per_device_train_batch_size * dpo.gradient_accumulation_steps
+    return sft.replace(
+        learning_rate=dpo.learning_rate,
+        projector_learning_rate=dpo.projector_learning_rate,
+        lr_scheduler_type=dpo.lr_scheduler_type,
+        warmup_ratio=dpo.warmup_ratio,
+        weight_decay=dpo.weight_decay,
+        per_device_train_batch_size=dpo.per_device_train_batch_size,
+        gradient_accumulation_steps=dpo.gradient_accumulation_steps,
+        max_steps=max(1, math.ceil(examples_seen(dpo, preference_pairs) / per_step)),
+    )
