@@ -25,6 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 METRICS = ("accuracy_normal", "accuracy_shuffled")
+ARMS = ("SFT", "DPO", "SFT-cont")
 
 
 def _isolate(work: Path) -> None:
@@ -95,23 +96,33 @@ def main() -> None:
 
     from infra.local_stack import ensure_local_stack
 
-    if not (REPO / ".zen").exists():
+    repo_config = REPO / ".zen" / "config.yaml"
+    # The checkout's active stack is shared by every ZenML store used from it: put back the
+    # one the user's own store had.
+    saved = repo_config.read_text() if repo_config.exists() else None
+    if saved is None:
         Client.initialize(root=REPO)
-    ensure_local_stack(f"sqlite:///{work / 'mlflow.db'}", work / "mlflow-artifacts")
-
-    rows = [run_seed(seed, work, args.scorer, config) for seed in args.seeds]
+    try:
+        ensure_local_stack(f"sqlite:///{work / 'mlflow.db'}", work / "mlflow-artifacts")
+        rows = [run_seed(seed, work, args.scorer, config) for seed in args.seeds]
+    finally:
+        if saved is not None:
+            repo_config.write_text(saved)
     summary = summarise(rows)
     print(f"\nTimeWarp effect, default timewarp_explicit run, scorer {args.scorer}, seeds {args.seeds}, "
           f"{rows[0]['items']} benchmark items per variant")
     for row in rows:
         print(f"  seed {row['seed']}: {row['seconds']:.0f} s  " + "  ".join(
-            f"{arm} {row[f'{arm} {m}']:.1%}" for m in METRICS for arm in ("SFT", "DPO", "SFT-cont")
+            f"{m.removeprefix('accuracy_')}: " + " ".join(f"{arm} {row[f'{arm} {m}']:.1%}" for arm in ARMS)
+            for m in METRICS
         ))
     print(f"{'':34} {'mean':>7} {'std':>7} {'min':>7} {'max':>7}")
     for key, stats in summary.items():
         difference = key.startswith(("DPO-SFT", "SFT-cont-SFT"))
-        shown = [f"{stats[s]:7.0f}" if key == "seconds" else f"{stats[s]:{'+' if difference else ''}7.1%}"
-                 for s in ("mean", "std", "min", "max")]
+        shown = [
+            f"{stats[s]:7.0f}" if key == "seconds" else f"{stats[s]:{'+' if difference and s != 'std' else ''}7.1%}"
+            for s in ("mean", "std", "min", "max")
+        ]
         print(f"  {key:32} " + " ".join(shown))
     out = Path(args.out) if args.out else work / "results.json"
     out.write_text(json.dumps({"scorer": args.scorer, "seeds": rows, "summary": summary}, indent=1))

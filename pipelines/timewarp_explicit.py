@@ -1,5 +1,3 @@
-import dataclasses
-
 from zenml import Model, pipeline
 from zenml.client import Client
 
@@ -79,7 +77,7 @@ def timewarp_explicit(
     )
     # Recipes are read here, so the steps' cache keys follow the recipe's content.
     dpo_values = DPORecipe.from_yaml(dpo_recipe, **(recipe_overrides or {})).to_dict()
-    sft_values = SFTRecipe.from_yaml(sft_recipe, **_sft_overrides(recipe_overrides)).to_dict()
+    sft_values = SFTRecipe.from_yaml(sft_recipe, **SFTRecipe.own_fields(recipe_overrides or {})).to_dict()
     model = prepare_base_model(base_model, model_family, seed)
     if with_sft:
         model = train_sft(model, sft, corpus, sft_values, checkpoint_root)
@@ -99,8 +97,3 @@ def timewarp_explicit(
     )
     return trained, report
 
-
-def _sft_overrides(recipe_overrides: dict | None) -> dict:
-    """The overrides that mean something to SFT (``beta`` or ``loss_type`` are DPO's)."""
-    known = {f.name for f in dataclasses.fields(SFTRecipe)}
-    return {key: value for key, value in (recipe_overrides or {}).items() if key in known}

@@ -38,10 +38,15 @@ def local_stack(tmp_path_factory):
 
     from infra.local_stack import ensure_local_stack
 
-    if not (REPO_ROOT / ".zen").exists():
+    repo_config = REPO_ROOT / ".zen" / "config.yaml"
+    # The checkout's active stack is shared by every ZenML store used from it: put back the
+    # one the developer's own store had.
+    saved = repo_config.read_text() if repo_config.exists() else None
+    if saved is None:
         Client.initialize(root=REPO_ROOT)
     folder = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     ensure_local_stack(uri, folder / "artifacts")
     yield uri, folder
-    Client().activate_stack("default")
+    if saved is not None:
+        repo_config.write_text(saved)

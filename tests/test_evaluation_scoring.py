@@ -247,6 +247,9 @@ def test_text_loglik_scores_option_texts_after_the_open_question(
 
     # The prompts are the bare questions (no options, no letter instruction), with the variant's frames.
     assert {s.prompt for s in recorder.samples} == {item.question for item in items}
+    shown = [(item.question, _shown_frames(corpus, item, variant, STORED_FRAMES)) for item in items]
+    for sample in recorder.samples:
+        assert any(sample.prompt == q and np.array_equal(sample.frames, f) for q, f in shown)
     # The pick is the option whose text is most likely as the answer, as full forwards
     # compute it independently of the cached path.
     for item, result in zip(items, results, strict=True):

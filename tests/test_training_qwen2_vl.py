@@ -43,7 +43,13 @@ from timewarp.training.collator import (  # noqa: E402
     truncate_batch,
 )
 from timewarp.training.common import lora_config  # noqa: E402
-from timewarp.training.config import DPORecipe, LoraRecipe, SFTRecipe  # noqa: E402
+from timewarp.training.config import (  # noqa: E402
+    DPORecipe,
+    LoraRecipe,
+    SFTRecipe,
+    continued_sft_recipe,
+    examples_seen,
+)
 from timewarp.training.dpo import REFERENCE_FILE, build_dpo_trainer, train_dpo  # noqa: E402
 from timewarp.training.launch import (  # noqa: E402
     in_distributed_launch,
@@ -304,6 +310,21 @@ def test_recipe_defaults_yaml_and_trl_arguments(tmp_path):
         config = json.loads((REPO_ROOT / f"configs/deepspeed/zero{stage}.json").read_text())
         assert config["zero_optimization"]["stage"] == stage
         assert config["train_micro_batch_size_per_gpu"] == "auto" and "optimizer" not in config
+
+
+def test_control_recipe_matches_dpo_budget_and_examples():
+    sft = SFTRecipe.cpu_test(learning_rate=2e-3, per_device_train_batch_size=8, num_train_epochs=5)
+    dpo = DPORecipe.cpu_test(learning_rate=1e-3, per_device_train_batch_size=4, num_train_epochs=2, warmup_ratio=0.1)
+    # DPO sees every pair twice: 2 x 702 examples, in steps of 4.
+    assert examples_seen(dpo, 702) == 1404
+    control = continued_sft_recipe(sft, dpo, 702)
+    assert control.max_steps == 351 and control.per_device_train_batch_size == 4
+    assert (control.learning_rate, control.warmup_ratio) == (1e-3, 0.1)
+    assert control.frames_per_video == sft.frames_per_video and control.lora == sft.lora
+    # A DPO run capped by max_steps: the same number of steps' examples.
+    assert continued_sft_recipe(sft, dpo.replace(max_steps=3), 702).max_steps == 3
+    # Shared overrides: SFT takes its own fields only.
+    assert SFTRecipe.own_fields({"beta": 0.2, "max_steps": 3}) == {"max_steps": 3}
 
 
 # -- reference log-probs ---------------------------------------------------------------------

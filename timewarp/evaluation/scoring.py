@@ -380,6 +380,23 @@ def option_logps_full(
         return completion_logps(model, inputs).float().cpu()
 
 
+def _most_likely(
+    model: Any,
+    processor: Any,
+    family: VideoLLMFamily,
+    sample: VideoSample,
+    answers: Sequence[str],
+    answer_ids: Sequence[Sequence[int]] | None = None,
+) -> int:
+    """Index of the answer the model finds most likely after ``sample`` (``answer_ids``:
+    their completion tokens, when already known)."""
+    if family.name in FULL_FORWARD_FAMILIES:
+        return int(option_logps_full(model, processor, family, sample, answers).argmax())
+    if answer_ids is None:
+        answer_ids = answer_token_ids(family, processor, sample, answers)
+    return int(option_logps(model, processor, family, sample, answer_ids).argmax())
+
+
 def score_loglik(
     model: Any,
     processor: Any,
@@ -389,19 +406,14 @@ def score_loglik(
     config: ScoringConfig,
 ) -> list[ItemResult]:
     results: list[ItemResult] = []
-    cached = family.name not in FULL_FORWARD_FAMILIES
-    answer_ids: list[list[int]] | None = None
+    answer_ids: list[list[int]] | None = None  # the letters' tokens: the same for every item
     samples = _samples(benchmark, corpus, config.frames_per_video)
     desc = f"loglik scorer ({benchmark.variant})"
     for item, sample in tqdm(zip(benchmark.items, samples), total=len(benchmark.items), desc=desc, unit="item"):
         answers = list(OPTION_LETTERS[: len(item.options)])
-        if cached:
-            if answer_ids is None or len(answer_ids) != len(answers):
-                answer_ids = answer_token_ids(family, processor, sample, answers)
-            logps = option_logps(model, processor, family, sample, answer_ids)
-        else:
-            logps = option_logps_full(model, processor, family, sample, answers)
-        results.append(_result(item, benchmark, int(logps.argmax())))
+        if answer_ids is None or len(answer_ids) != len(answers):
+            answer_ids = answer_token_ids(family, processor, sample, answers)
+        results.append(_result(item, benchmark, _most_likely(model, processor, family, sample, answers, answer_ids)))
     return results
 
 
@@ -414,17 +426,11 @@ def score_text_loglik(
     config: ScoringConfig,
 ) -> list[ItemResult]:
     results: list[ItemResult] = []
-    cached = family.name not in FULL_FORWARD_FAMILIES
     frames = _VariantFrames(corpus, benchmark.variant, config.frames_per_video)
     desc = f"text log-likelihood scorer ({benchmark.variant})"
     for item in tqdm(benchmark.items, desc=desc, unit="item"):
         sample = VideoSample(frames(item.video_id), item.question)
-        answer_ids = answer_token_ids(family, processor, sample, item.options)
-        if cached:
-            logps = option_logps(model, processor, family, sample, answer_ids)
-        else:
-            logps = option_logps_full(model, processor, family, sample, item.options)
-        results.append(_result(item, benchmark, int(logps.argmax())))
+        results.append(_result(item, benchmark, _most_likely(model, processor, family, sample, item.options)))
     return results
 
 

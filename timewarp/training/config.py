@@ -108,6 +108,13 @@ class TrainingRecipe:
         return cls(**merged)
 
     @classmethod
+    def own_fields(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """The entries of ``values`` that are fields of this recipe (shared overrides hold
+        DPO-only fields such as ``beta`` that mean nothing to SFT)."""
+        known = {f.name for f in fields(cls)}
+        return {key: value for key, value in values.items() if key in known}
+
+    @classmethod
     def from_yaml(cls: type[_R], path: str | Path, **overrides: Any) -> _R:
         """Read a recipe from a YAML mapping (optionally under a top-level ``recipe:`` key)."""
         import yaml
