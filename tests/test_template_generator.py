@@ -153,6 +153,8 @@ def test_question_types_restrict_the_training_text_whose_answers_are_option_sent
         assert {pair.chosen, pair.rejected} <= sentences
     with pytest.raises(ValueError, match="question types"):
         TemplateGenerator(question_types=("sideways",))
+    with pytest.raises(ValueError, match="question types"):
+        GeneratorConfig(question_types=("sideways",))  # at config time, before any step runs
     with pytest.raises(ValueError, match="template backend"):
         GeneratorConfig(backend="openai", model="m", question_types=("end",))
     assert make_generator(GeneratorConfig(question_types=("end",)), seed=0).question_types == ("end",)
