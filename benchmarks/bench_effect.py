@@ -92,22 +92,11 @@ def main() -> None:
     work.mkdir(parents=True)
     _isolate(work)
 
-    from zenml.client import Client
+    from infra.local_stack import ensure_local_stack, other_store_in_this_checkout
 
-    from infra.local_stack import ensure_local_stack
-
-    repo_config = REPO / ".zen" / "config.yaml"
-    # The checkout's active stack is shared by every ZenML store used from it: put back the
-    # one the user's own store had.
-    saved = repo_config.read_text() if repo_config.exists() else None
-    if saved is None:
-        Client.initialize(root=REPO)
-    try:
+    with other_store_in_this_checkout():
         ensure_local_stack(f"sqlite:///{work / 'mlflow.db'}", work / "mlflow-artifacts")
         rows = [run_seed(seed, work, args.scorer, config) for seed in args.seeds]
-    finally:
-        if saved is not None:
-            repo_config.write_text(saved)
     summary = summarise(rows)
     print(f"\nTimeWarp effect, default timewarp_explicit run, scorer {args.scorer}, seeds {args.seeds}, "
           f"{rows[0]['items']} benchmark items per variant")

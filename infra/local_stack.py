@@ -8,6 +8,8 @@ is SQLite under ``.timewarp/mlflow`` (git-ignored). Sets it active.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 STACK = "timewarp-local"
@@ -33,6 +35,24 @@ def ensure_experiments(tracking_uri: str, artifact_root: Path) -> None:
     for name in EXPERIMENTS:
         if client.get_experiment_by_name(name) is None:
             client.create_experiment(name, artifact_location=(artifact_root / name).resolve().as_uri())
+
+
+@contextmanager
+def other_store_in_this_checkout() -> Iterator[None]:
+    """For code that points ZenML at a store of its own (tests, benchmarks): the checkout's
+    active stack (``.zen/config.yaml``) is shared by every store used from it, so the one
+    the user's own store had is put back afterwards."""
+    from zenml.client import Client
+
+    repo_config = REPO / ".zen" / "config.yaml"
+    saved = repo_config.read_text() if repo_config.exists() else None
+    if saved is None:
+        Client.initialize(root=REPO)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            repo_config.write_text(saved)
 
 
 def ensure_local_stack(tracking_uri: str | None = None, artifact_root: Path | None = None) -> str:

@@ -34,19 +34,10 @@ def sample_root(tmp_path_factory) -> Path:
 def local_stack(tmp_path_factory):
     """The project's local stack (MLflow tracker + registry) in the isolated ZenML store,
     with its MLflow tracking store in a temporary folder; yields (tracking URI, folder)."""
-    from zenml.client import Client
+    from infra.local_stack import ensure_local_stack, other_store_in_this_checkout
 
-    from infra.local_stack import ensure_local_stack
-
-    repo_config = REPO_ROOT / ".zen" / "config.yaml"
-    # The checkout's active stack is shared by every ZenML store used from it: put back the
-    # one the developer's own store had.
-    saved = repo_config.read_text() if repo_config.exists() else None
-    if saved is None:
-        Client.initialize(root=REPO_ROOT)
-    folder = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    ensure_local_stack(uri, folder / "artifacts")
-    yield uri, folder
-    if saved is not None:
-        repo_config.write_text(saved)
+    with other_store_in_this_checkout():
+        folder = tmp_path_factory.mktemp("mlflow")
+        uri = f"sqlite:///{folder / 'mlflow.db'}"
+        ensure_local_stack(uri, folder / "artifacts")
+        yield uri, folder

@@ -386,14 +386,17 @@ def _most_likely(
     family: VideoLLMFamily,
     sample: VideoSample,
     answers: Sequence[str],
-    answer_ids: Sequence[Sequence[int]] | None = None,
+    token_cache: dict[str, list[int]],
 ) -> int:
-    """Index of the answer the model finds most likely after ``sample`` (``answer_ids``:
-    their completion tokens, when already known)."""
+    """Index of the answer the model finds most likely after ``sample``. An answer's
+    completion tokens depend on neither video nor question, so ``token_cache`` keeps them
+    across items (encoding an answer runs the processor over the video)."""
     if family.name in FULL_FORWARD_FAMILIES:
         return int(option_logps_full(model, processor, family, sample, answers).argmax())
-    if answer_ids is None:
-        answer_ids = answer_token_ids(family, processor, sample, answers)
+    missing = [answer for answer in dict.fromkeys(answers) if answer not in token_cache]
+    if missing:
+        token_cache.update(zip(missing, answer_token_ids(family, processor, sample, missing), strict=True))
+    answer_ids = [token_cache[answer] for answer in answers]
     return int(option_logps(model, processor, family, sample, answer_ids).argmax())
 
 
@@ -406,14 +409,12 @@ def score_loglik(
     config: ScoringConfig,
 ) -> list[ItemResult]:
     results: list[ItemResult] = []
-    answer_ids: list[list[int]] | None = None  # the letters' tokens: the same for every item
+    token_cache: dict[str, list[int]] = {}
     samples = _samples(benchmark, corpus, config.frames_per_video)
     desc = f"loglik scorer ({benchmark.variant})"
     for item, sample in tqdm(zip(benchmark.items, samples), total=len(benchmark.items), desc=desc, unit="item"):
         answers = list(OPTION_LETTERS[: len(item.options)])
-        if answer_ids is None or len(answer_ids) != len(answers):
-            answer_ids = answer_token_ids(family, processor, sample, answers)
-        results.append(_result(item, benchmark, _most_likely(model, processor, family, sample, answers, answer_ids)))
+        results.append(_result(item, benchmark, _most_likely(model, processor, family, sample, answers, token_cache)))
     return results
 
 
@@ -426,11 +427,13 @@ def score_text_loglik(
     config: ScoringConfig,
 ) -> list[ItemResult]:
     results: list[ItemResult] = []
+    token_cache: dict[str, list[int]] = {}
     frames = _VariantFrames(corpus, benchmark.variant, config.frames_per_video)
     desc = f"text log-likelihood scorer ({benchmark.variant})"
     for item in tqdm(benchmark.items, desc=desc, unit="item"):
         sample = VideoSample(frames(item.video_id), item.question)
-        results.append(_result(item, benchmark, _most_likely(model, processor, family, sample, item.options)))
+        predicted = _most_likely(model, processor, family, sample, item.options, token_cache)
+        results.append(_result(item, benchmark, predicted))
     return results
 
 
