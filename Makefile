@@ -11,7 +11,7 @@ export DS_BUILD_OPS ?= 0
 # Parallel test workers; CI machines have 2 cores.
 PYTEST_ARGS ?=
 
-.PHONY: setup stack demo test bench-prepare bench-dpo bench-effect mlflow-ui clean
+.PHONY: setup stack demo test bench-prepare bench-dpo bench-effect mlflow-ui clean cluster-up cluster-down
 
 # One pip call installs everything (a second call can break zenml's pins); a changed
 # pyproject.toml rebuilds the environment from scratch.
@@ -55,3 +55,14 @@ bench-effect: setup
 # The MLflow UI over the local tracking store (http://127.0.0.1:5000).
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.timewarp/mlflow/mlflow.db
+
+# The local cluster (infra/README.md): a Kubernetes API emulator with a pod runner, a ZenML
+# server, an S3 server (moto) and an MLflow server on 127.0.0.1, state and logs under
+# .timewarp/cluster. cluster-up registers and activates the stack timewarp-k8s-local and
+# points this checkout's ZenML client (ZENML_CONFIG_PATH) at the cluster's server;
+# cluster-down stops everything and points it back at the embedded store.
+cluster-up: setup
+	$(BIN)/python -m infra.cluster up
+
+cluster-down:
+	$(BIN)/python -m infra.cluster down

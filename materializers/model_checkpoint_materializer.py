@@ -9,7 +9,6 @@ import base64
 import html
 import json
 import os
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,12 +36,12 @@ class ModelCheckpointMaterializer(BaseMaterializer):
             upload_folder(data.path, self.uri)
         else:
             with fileio.open(os.path.join(self.uri, EXTERNAL), "w") as handle:
-                handle.write(json.dumps(asdict(data)))
+                handle.write(json.dumps(data.to_dict()))
 
     def load(self, data_type: type[Any]) -> ModelCheckpoint:
         if fileio.exists(os.path.join(self.uri, EXTERNAL)):
             with fileio.open(os.path.join(self.uri, EXTERNAL), "r") as handle:
-                return ModelCheckpoint(**json.loads(handle.read()))
+                return ModelCheckpoint.from_dict(json.loads(handle.read()))
         folder = self.uri
         if not is_local(self.uri):
             with self.get_temporary_directory(delete_at_exit=False) as local:
@@ -50,6 +49,11 @@ class ModelCheckpointMaterializer(BaseMaterializer):
                 folder = local
         checkpoint = ModelCheckpoint.read_card(folder)
         checkpoint.path = folder  # the card recorded the scratch folder it was trained in
+        if checkpoint.adapter and checkpoint.parent_artifact:
+            # The adapter applies to one of our models: found by its artifact, in any process.
+            from zenml.client import Client
+
+            checkpoint.parent = Client().get_artifact_version(checkpoint.parent_artifact).load()
         return checkpoint
 
     def extract_metadata(self, data: ModelCheckpoint) -> dict[str, Any]:

@@ -1,5 +1,9 @@
 """Materializer for :class:`VideoCorpus`: manifest parquet plus the media it references,
-with corpus counts as metadata and frame strips (true vs shuffled order) as a view."""
+with corpus counts as metadata and frame strips (true vs shuffled order) as a view.
+
+From a remote artifact store only the manifest is downloaded on load; each media file
+follows on first use, so a training or evaluation step fetches the frames it reads and
+never the original videos it does not."""
 
 from __future__ import annotations
 
@@ -9,11 +13,11 @@ from typing import Any, ClassVar
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
-from zenml.utils import io_utils
 
 from materializers._html import frame_strip, page, table
-from materializers._storage import is_local, upload_folder
+from materializers._storage import ArtifactFileFetch, is_local, upload_folder
 from timewarp.corpus import VideoCorpus
+from timewarp.remote_media import RemoteMedia
 
 PREVIEW_VIDEOS = 4
 
@@ -23,15 +27,16 @@ class VideoCorpusMaterializer(BaseMaterializer):
     ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA
 
     def save(self, data: VideoCorpus) -> None:
+        data.fetch_all()  # a corpus loaded lazily holds only what was used so far
         data.write_manifest()
         upload_folder(data.root, self.uri)
 
     def load(self, data_type: type[Any]) -> VideoCorpus:
         if is_local(self.uri):
             return VideoCorpus.read(self.uri)  # read in place: consumers never write to it
-        with self.get_temporary_directory(delete_at_exit=False) as local:
-            io_utils.copy_dir(self.uri, local)
-            return VideoCorpus.read(local)
+        with self.get_temporary_directory(delete_at_exit=False) as cache:
+            remote = RemoteMedia(self.uri, ArtifactFileFetch(self.uri, self.artifact_store))
+            return VideoCorpus.read(cache, remote=remote)
 
     def extract_metadata(self, data: VideoCorpus) -> dict[str, Any]:
         return {"rows_read": data.rows_read, "rejected": data.rows_read - len(data), **data.summary()}

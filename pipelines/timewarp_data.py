@@ -1,9 +1,12 @@
 from zenml import pipeline
 
+from pipelines.preflight import check_run
+from pipelines.reporting import reported
 from pipelines.stages import data_stage
 from timewarp.generation.config import GeneratorConfig
 
 
+@reported
 @pipeline
 def timewarp_data(
     finevideo_root: str | None = None,
@@ -30,6 +33,7 @@ def timewarp_data(
 
     With no ``finevideo_root`` it runs on a generated FineVideo miniature.
     """
+    check_run()
     _, sft, preferences, normal, shuffled, _ = data_stage(
         finevideo_root, max_videos, max_seconds, min_scenes, seed, frames_per_video, render_shuffled_videos,
         export_dir, sample_videos, integer_timestamps, shard_groups, workers, generator, questions_per_video,

@@ -1,6 +1,8 @@
 from zenml import Model, pipeline
 from zenml.client import Client
 
+from pipelines.preflight import check_run
+from pipelines.reporting import reported
 from pipelines.stages import data_stage
 from steps.evaluation import compare_models, evaluate_model
 from steps.registry import register_model
@@ -14,6 +16,7 @@ DEFAULT_QUESTION_TYPES = ("beginning", "end")
 CONTROLS = ("sft_continue",)
 
 
+@reported
 @pipeline(model=Model(name="timewarp-explicit", description="TimeWarp-Explicit: DPO on true- vs shuffled-order answers"))
 def timewarp_explicit(
     finevideo_root: str | None = None,
@@ -70,14 +73,17 @@ def timewarp_explicit(
     with_sft = sft_stage if sft_stage is not None else base_model is None
     if control and not with_sft:
         raise ValueError("control: sft_continue continues the SFT stage; it needs sft_stage")
+    # Recipes are read here, so the steps' cache keys follow the recipe's content.
+    dpo_values = DPORecipe.from_yaml(dpo_recipe, **(recipe_overrides or {})).to_dict()
+    sft_values = SFTRecipe.from_yaml(sft_recipe, **SFTRecipe.own_fields(recipe_overrides or {})).to_dict()
+    # The run's training steps and their recipes: on Kubernetes a GPU recipe needs GPU pods.
+    trained_on = {"train_dpo": dpo_values, "train_sft": with_sft and sft_values, "continue_sft": control and sft_values}
+    check_run(gpu_steps=[step for step, recipe in trained_on.items() if recipe and not recipe["use_cpu"]])
     corpus, sft, preferences, normal, shuffled, _ = data_stage(
         finevideo_root, max_videos, max_seconds, min_scenes, seed, frames_per_video, render_shuffled_videos,
         export_dir, sample_videos, integer_timestamps, shard_groups, workers, generator, questions_per_video,
         mcq_per_video, benchmark_fraction, paper_overlap, sample_preset,
     )
-    # Recipes are read here, so the steps' cache keys follow the recipe's content.
-    dpo_values = DPORecipe.from_yaml(dpo_recipe, **(recipe_overrides or {})).to_dict()
-    sft_values = SFTRecipe.from_yaml(sft_recipe, **SFTRecipe.own_fields(recipe_overrides or {})).to_dict()
     model = prepare_base_model(base_model, model_family, seed)
     if with_sft:
         model = train_sft(model, sft, corpus, sft_values, checkpoint_root)

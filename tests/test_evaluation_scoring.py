@@ -5,6 +5,9 @@ checkpoints of every family, on a small generated corpus.
   the variant's frames (original or shuffled video) with the same prompt;
 - the log-likelihood scorer's cached-prefix log-probabilities equal full forwards, for
   every family, and it runs the video and question once per item;
+- scoring several items per forward (prompts of different lengths, so padded; different
+  numbers of answers) gives each item's log-probabilities as scoring it alone, for every
+  family, and the scorers batch ``batch_size`` items;
 - a model rigged to prefer one letter gets that letter from both scorers; the generation
   scorer reads it from the decoded reply with extract_option;
 - batched greedy generation (left re-padding) equals generating one item at a time.
@@ -24,14 +27,16 @@ pytest.importorskip("transformers")
 
 from timewarp.corpus import VideoCorpus  # noqa: E402
 from timewarp.evaluation import scoring  # noqa: E402
-from timewarp.evaluation.scoring import (  # noqa: E402
+from timewarp.evaluation.loglik import (  # noqa: E402
     FULL_FORWARD_FAMILIES,
-    ScoringConfig,
     answer_token_ids,
-    generate_replies,
-    mcq_prompt,
     option_logps,
     option_logps_full,
+)
+from timewarp.evaluation.scoring import (  # noqa: E402
+    ScoringConfig,
+    generate_replies,
+    mcq_prompt,
     score_benchmark,
 )
 from timewarp.generation.datasets import BENCHMARK_VARIANTS, MCQBenchmark  # noqa: E402
@@ -223,7 +228,7 @@ def test_cached_prefix_logps_equal_full_forwards(
         shapes: list[tuple[int, ...]] = []
         embeddings = model.get_input_embeddings()
         with _hooks(embeddings.register_forward_hook(lambda m, args, out: shapes.append(tuple(args[0].shape)))):
-            cached = option_logps(model, processor, family, sample, answer_ids)
+            (cached,) = option_logps(model, processor, family, [sample], [answer_ids])
         full = option_logps_full(model, processor, family, sample, answers)
 
         # The video and question ran once: the prompt minus its last token in one row, then
@@ -233,6 +238,66 @@ def test_cached_prefix_logps_equal_full_forwards(
         assert cached.shape == full.shape == (len(answers),)
         assert torch.isfinite(cached).all() and (cached < 0).all()
         torch.testing.assert_close(cached, full, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_batched_logps_equal_one_item_at_a_time(
+    name: str, tiny: Callable[[str], Tiny], corpus: VideoCorpus, items: list[MCQItem]
+) -> None:
+    family, model, processor = tiny(name)
+
+    def sample(item: MCQItem, variant: str, prompt: str) -> VideoSample:
+        return VideoSample(_shown_frames(corpus, item, variant, STORED_FRAMES), prompt)
+
+    # Different questions, both variants, letters after lettered prompts and option texts
+    # (of different lengths) after bare questions, one item with three answers only.
+    queries = [
+        (sample(items[0], "normal", mcq_prompt(items[0])), list(OPTION_LETTERS)),
+        (sample(items[3], "shuffled", items[3].question), items[3].options),
+        (sample(items[1], "shuffled", mcq_prompt(items[1])), list(OPTION_LETTERS[:3])),
+        (sample(items[2], "normal", items[2].question), items[2].options),
+    ]
+    samples = [s for s, _ in queries]
+    lengths = family.encode(processor, samples)["attention_mask"].sum(dim=1)
+    assert len(set(lengths.tolist())) == len(samples), "prompts of different lengths, so the batch is padded"
+    answer_ids = [answer_token_ids(family, processor, s, answers) for s, answers in queries]
+    assert len({len(ids) for ids in answer_ids[1]}) > 1, "answers of different lengths"
+
+    shapes: list[tuple[int, ...]] = []
+    embeddings = model.get_input_embeddings()
+    with _hooks(embeddings.register_forward_hook(lambda m, args, out: shapes.append(tuple(args[0].shape)))):
+        batched = option_logps(model, processor, family, samples, answer_ids)
+    # One forward over the prompts (the longest minus its last token), one over all answers.
+    assert shapes[0][:2] == (len(samples), int(lengths.max()) - 1)
+    assert [shape[0] for shape in shapes] == [len(samples), sum(len(ids) for ids in answer_ids)]
+    for (s, answers), ids, scores in zip(queries, answer_ids, batched, strict=True):
+        assert scores.shape == (len(answers),) and torch.isfinite(scores).all()
+        (alone,) = option_logps(model, processor, family, [s], [ids])
+        full = option_logps_full(model, processor, family, s, answers)
+        torch.testing.assert_close(scores, alone, atol=1e-4, rtol=1e-6)
+        torch.testing.assert_close(scores, full, atol=1e-4, rtol=1e-6)
+    # The items' scores differ, so a row scored after another item's prompt would show.
+    assert not torch.allclose(batched[0][:3], batched[2], atol=1e-3)
+
+
+@pytest.mark.parametrize("scorer", ["loglik", "text_loglik"])
+def test_loglik_scorers_score_batch_size_items_per_forward(
+    scorer: str, tiny: Callable[[str], Tiny], corpus: VideoCorpus, items: list[MCQItem]
+) -> None:
+    family, model, processor = tiny("qwen2_vl")
+    benchmark = MCQBenchmark(items, "shuffled")
+    rows: list[int] = []
+    embeddings = model.get_input_embeddings()
+    picks = {}
+    for batch_size, expected_rows in ((3, [3, 12, 1, 4]), (1, [1, 4] * len(items))):
+        rows.clear()
+        config = ScoringConfig(frames_per_video=STORED_FRAMES, batch_size=batch_size, scorers=(scorer,))
+        with _hooks(embeddings.register_forward_hook(lambda m, args, out: rows.append(args[0].shape[0]))):
+            results = score_benchmark(model, processor, family, benchmark, corpus, config)[scorer]
+        # Per batch: the prompts in one forward, then their four answers each.
+        assert rows == expected_rows
+        picks[batch_size] = [r.predicted_index for r in results]
+    assert picks[3] == picks[1]
 
 
 @pytest.mark.parametrize("variant", BENCHMARK_VARIANTS)

@@ -323,6 +323,12 @@ def test_control_recipe_matches_dpo_budget_and_examples():
     assert control.frames_per_video == sft.frames_per_video and control.lora == sft.lora
     # A DPO run capped by max_steps: the same number of steps' examples.
     assert continued_sft_recipe(sft, dpo.replace(max_steps=3), 702).max_steps == 3
+    # In 2 processes each step sees twice the examples: half the steps, and the same processes.
+    dpo2 = dpo.replace(num_processes=2)
+    assert examples_seen(dpo2.replace(max_steps=3), 702, processes=2) == 24
+    parallel = continued_sft_recipe(sft, dpo2, 702, processes=2)
+    assert parallel.max_steps == 176 and parallel.num_processes == 2
+    assert continued_sft_recipe(sft, dpo2.replace(max_steps=3), 702, processes=2).max_steps == 3
     # Shared overrides: SFT takes its own fields only.
     assert SFTRecipe.own_fields({"beta": 0.2, "max_steps": 3}) == {"max_steps": 3}
 
@@ -459,14 +465,19 @@ class _CrashAfterSave(TrainerCallback):
             raise _Interrupt
 
 
-def test_resume_continues_like_an_uninterrupted_run(tmp_path, tiny, corpus, preferences):
-    recipe = DPORecipe.cpu_test(max_steps=3, learning_rate=1e-3, save_steps=2, lora=SMALL_LORA)
+@pytest.mark.parametrize("lora", [True, False], ids=["lora", "full"])
+def test_resume_continues_like_an_uninterrupted_run(tmp_path, tiny, corpus, preferences, lora):
+    """Crash after the first checkpoint, resume: the same weights as an uninterrupted run,
+    for a LoRA adapter and for full weights (which transformers saves under other key names
+    than the model's modules have, so a plain state-dict load would restore nothing)."""
+    recipe = DPORecipe.cpu_test(max_steps=3, learning_rate=1e-3, save_steps=2, lora=SMALL_LORA if lora else None)
+    weights = "adapter_model.safetensors" if lora else "model.safetensors"
     straight = train_dpo(tiny, preferences, corpus, recipe, tmp_path / "straight")
 
     interrupted = tmp_path / "interrupted"
     with pytest.raises(_Interrupt):
         train_dpo(tiny, preferences, corpus, recipe, interrupted, callbacks=[_CrashAfterSave(2)])
-    assert (interrupted / "checkpoint-2").is_dir() and not (interrupted / "adapter_model.safetensors").exists()
+    assert (interrupted / "checkpoint-2").is_dir() and not (interrupted / weights).exists()
     resumed = train_dpo(tiny, preferences, corpus, recipe, interrupted)
 
     assert resumed.resumed_from is not None and resumed.resumed_from.endswith("checkpoint-2")
@@ -475,8 +486,8 @@ def test_resume_continues_like_an_uninterrupted_run(tmp_path, tiny, corpus, pref
     assert resumed.history[-1]["rewards/margins"] == pytest.approx(straight.history[-1]["rewards/margins"], abs=1e-5)
     from safetensors.torch import load_file
 
-    a = load_file(tmp_path / "straight" / "adapter_model.safetensors")
-    b = load_file(interrupted / "adapter_model.safetensors")
+    a = load_file(tmp_path / "straight" / weights)
+    b = load_file(interrupted / weights)
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 

@@ -3,7 +3,9 @@
 A corpus folder holds ``manifest.parquet`` (one row per accepted video), the original
 mp4 files under ``videos/``, the sampled frames under ``frames/<id>/NN.png`` (true order)
 and, when rendered, ``shuffled_videos/<id>.mp4``. Rejections travel separately as a
-:class:`RejectionLog`. Both are plain folders so they can live in any artifact store.
+:class:`RejectionLog`. Both are plain folders so they can live in any artifact store; a
+corpus read from a remote store keeps only its manifest locally and fetches each media
+file on first use (:class:`timewarp.remote_media.RemoteMedia`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
+from timewarp.remote_media import CorpusMediaError, RemoteMedia
 from timewarp.scenes import SceneSpan
 from timewarp.shuffle import combine_captions, permute
 
@@ -87,6 +90,14 @@ class PreparedVideo:
         return f"frames/{self.video_id}/{index:02d}.png"
 
     @property
+    def media_files(self) -> list[str]:
+        """Every file of this video in the corpus folder."""
+        files = [self.video_file, *(self.frame_file(i) for i in range(len(self.frame_times)))]
+        if self.has_shuffled_video:
+            files.append(self.shuffled_video_file)
+        return files
+
+    @property
     def shuffled_scenes(self) -> list[SceneSpan]:
         return permute(self.scenes, self.permutation)
 
@@ -143,24 +154,51 @@ REJECTION_SCHEMA = pa.schema(
 
 @dataclass
 class VideoCorpus:
-    """Accepted videos plus the folder holding their media."""
+    """Accepted videos plus the folder holding their media. With ``remote`` set, ``root``
+    is a local cache: a file not yet in it is fetched when :meth:`path` first asks for it."""
 
     root: Path
     videos: list[PreparedVideo]
     # Rows read to make this corpus; len(videos) + rejections == rows_read.
     rows_read: int = 0
+    remote: RemoteMedia | None = None
 
     def __len__(self) -> int:
         return len(self.videos)
 
+    @property
+    def location(self) -> str:
+        """Where the corpus's files are kept, for messages."""
+        return self.remote.location if self.remote is not None else str(self.root)
+
     def path(self, relative: str) -> Path:
-        return self.root / relative
+        """The local file of ``relative`` (fetched first when the corpus is remote)."""
+        local = self.root / relative
+        if self.remote is not None:
+            self.remote.ensure(relative, local)
+        return local
+
+    def fetch_all(self) -> None:
+        """Bring every media file into ``root`` (nothing to do for a local corpus)."""
+        if self.remote is not None:
+            for video in self.videos:
+                for relative in video.media_files:
+                    self.path(relative)
 
     def frames(self, video: PreparedVideo) -> np.ndarray:
         """Sampled frames in true order, (N, H, W, 3) uint8."""
-        return np.stack(
-            [np.asarray(Image.open(self.path(video.frame_file(i))).convert("RGB")) for i in range(len(video.frame_times))]
-        )
+        return np.stack([self._image(video.frame_file(i)) for i in range(len(video.frame_times))])
+
+    def _image(self, relative: str) -> np.ndarray:
+        path = self.path(relative)
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image.convert("RGB"))
+        except (OSError, SyntaxError) as error:  # missing, truncated or not an image at all (PIL raises both)
+            raise CorpusMediaError(
+                f"frame {relative!r} of the corpus stored at {self.location} cannot be read ({error}); "
+                "re-run the step that produced the corpus"
+            ) from error
 
     def shuffled_frames(self, video: PreparedVideo) -> np.ndarray:
         """The same frames as the shuffled video shows them (no re-encoding involved)."""
@@ -175,15 +213,19 @@ class VideoCorpus:
         pq.write_table(table, self.root / MANIFEST)
 
     @classmethod
-    def read(cls, root: str | Path) -> "VideoCorpus":
+    def read(cls, root: str | Path, remote: RemoteMedia | None = None) -> "VideoCorpus":
+        """The corpus whose manifest is in ``root``, or, with ``remote``, fetched from it
+        into ``root`` (media then follow file by file as they are used)."""
         root = Path(root)
+        if remote is not None:
+            remote.ensure(MANIFEST, root / MANIFEST)
         table = pq.read_table(root / MANIFEST)
         videos = []
         for row in table.to_pylist():
             row["scenes"] = [SceneSpan(**scene) for scene in row["scenes"]]
             videos.append(PreparedVideo(**row))
         rows_read = int((table.schema.metadata or {}).get(b"rows_read", b"0"))
-        return cls(root=root, videos=videos, rows_read=rows_read)
+        return cls(root=root, videos=videos, rows_read=rows_read, remote=remote)
 
     def summary(self) -> dict[str, int | float]:
         return {

@@ -228,15 +228,8 @@ def prepare_corpus(
     return corpus, log
 
 
-def _media_files(video: PreparedVideo) -> list[str]:
-    files = [video.video_file, f"frames/{video.video_id}"]
-    if video.has_shuffled_video:
-        files.append(video.shuffled_video_file)
-    return files
-
-
 def _move_media(video: PreparedVideo, source: Path, target: Path) -> None:
-    for relative in _media_files(video):
+    for relative in video.media_files:
         destination = target / relative
         destination.parent.mkdir(parents=True, exist_ok=True)
         os.replace(source / relative, destination)
@@ -260,13 +253,10 @@ def merge_corpora(
         if duplicate is not None:
             log.rejections.append(duplicate)
             continue
-        for relative in _media_files(video):
-            source, destination = corpus.path(relative), out_dir / relative
+        for relative in video.media_files:  # file by file: a part read from a remote store fetches each
+            destination = out_dir / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
-            if source.is_dir():
-                shutil.copytree(source, destination, dirs_exist_ok=True)
-            else:
-                shutil.copyfile(source, destination)
+            shutil.copyfile(corpus.path(relative), destination)
         videos.append(video)
     log.rejections.sort(key=lambda r: (r.shard, r.row))
     merged = VideoCorpus(root=out_dir, videos=videos, rows_read=sum(corpus.rows_read for corpus, _ in parts))

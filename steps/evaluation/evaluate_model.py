@@ -1,12 +1,13 @@
 from typing import Annotated
 
-from zenml import get_step_context, step
+from zenml import get_step_context, log_metadata, step
 
 from timewarp.corpus import VideoCorpus
 from timewarp.evaluation.results import ModelEvaluation
 from timewarp.evaluation.scoring import ScoringConfig, score_benchmark
 from timewarp.generation.datasets import MCQBenchmark
 from timewarp.models.checkpoint import ModelCheckpoint
+from timewarp.models.placement import placement_of
 
 
 @step
@@ -17,11 +18,17 @@ def evaluate_model(
     corpus: VideoCorpus,
     frames_per_video: int,
     scorers: list[str],
+    batch_size: int = ScoringConfig.batch_size,
 ) -> Annotated[ModelEvaluation, "evaluation"]:
     """Normal benchmark on the original frames, shuffled benchmark on the shuffled frames,
-    with each scorer (greedy generation + option extraction; option log-likelihood)."""
+    with each scorer (greedy generation + option extraction; option log-likelihood), on the
+    GPU when there is one (see :meth:`ModelCheckpoint.load`), ``batch_size`` items per
+    forward. The device and precision used are logged and recorded as step metadata."""
     loaded, processor, family = model.load()
-    config = ScoringConfig(frames_per_video=frames_per_video, scorers=tuple(scorers))
+    placement = placement_of(loaded)
+    print(f"evaluating the {model.kind} model {model.path} on {placement}, {batch_size} items per batch")
+    log_metadata({"placement": {"device": placement.device, "dtype": placement.dtype, "batch_size": batch_size}})
+    config = ScoringConfig(frames_per_video=frames_per_video, batch_size=batch_size, scorers=tuple(scorers))
     results: dict[str, list] = {name: [] for name in scorers}
     for benchmark in (normal_benchmark, shuffled_benchmark):
         for name, items in score_benchmark(loaded, processor, family, benchmark, corpus, config).items():

@@ -95,13 +95,14 @@ def register_model(
     }
     log_metadata({"registration": summary})
     # The closing lines of a run: every model's accuracies with 95% intervals, then where
-    # the model went.
-    for report in (evaluation_report, control_report):
-        for line in report.lines() if report is not None else ():
-            print(line)
-    print(
-        f"MLflow run {run.run_id} (experiment {run.experiment_id}, tracking {mlflow.get_tracking_uri()})\n"
+    # the model went. One print: `zenml pipeline run` shows this message from the step's
+    # stored logs when the step ran in a pod (pipelines/reporting.py).
+    accuracies = [line for report in (evaluation_report, control_report) if report is not None for line in report.lines()]
+    print("\n".join([
+        *accuracies,
+        f"MLflow run {run.run_id} (experiment {run.experiment_id}, tracking {mlflow.get_tracking_uri()})",
         f"Registered {registration.model_name} version {registration.version} as {registration.alias}: "
-        f"{registration.decision.reason}\nZenML run {context.pipeline_run.name} ({context.pipeline_run.id})"
-    )
+        f"{registration.decision.reason}",
+        f"ZenML run {context.pipeline_run.name} ({context.pipeline_run.id})",
+    ]))
     return summary

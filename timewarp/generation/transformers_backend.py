@@ -56,6 +56,7 @@ from timewarp.generation.chat import (
     ResponseCache,
     make_cache_key,
 )
+from timewarp.models.placement import DTYPES, MachineFacts, choose_device, choose_dtype, device_map
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -82,7 +83,7 @@ GENERATOR_NAME: Final = "transformers"
 #: Sampling temperature for parse retries when the settings ask for greedy decoding.
 RETRY_TEMPERATURE: Final = 0.7
 
-_DTYPES: Final = ("auto", "float32", "bfloat16", "float16")
+_DTYPES: Final = ("auto", *DTYPES)
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,13 @@ class LocalLMSettings:
         batch_size: Prompts generated together.
         temperature: Sampling temperature; ``0`` means greedy decoding.
         seed: Seed for sampling (first attempts at ``temperature > 0`` and all retries).
-        device: ``"auto"`` (``cuda`` if available, else ``cpu``) or a torch device string.
-        dtype: ``"auto"`` (bfloat16 on CUDA, float32 otherwise), ``"float32"``,
-            ``"bfloat16"`` or ``"float16"``.
+        device: ``"auto"`` (``cuda`` if available, ``cuda:LOCAL_RANK`` under a launcher,
+            else ``cpu``) or a torch device string.
+        dtype: ``"auto"`` (bfloat16 on a CUDA device that supports it, float32 otherwise),
+            ``"float32"``, ``"bfloat16"`` or ``"float16"``.
         trust_remote_code: Allow model repos that ship their own Python code.
+
+    ``"auto"`` follows :mod:`timewarp.models.placement`, the rule evaluation and training share.
     """
 
     model: str
@@ -130,15 +134,13 @@ class LocalLMSettings:
         """The torch device string ``device`` stands for on this machine."""
         if self.device != "auto":
             return self.device
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return choose_device(MachineFacts.probe())
 
     def resolved_dtype(self) -> str:
         """The dtype name ``dtype`` stands for on :meth:`resolved_device`."""
         if self.dtype != "auto":
             return self.dtype
-        return "bfloat16" if self.resolved_device().startswith("cuda") else "float32"
+        return choose_dtype(self.resolved_device(), MachineFacts.probe())
 
 
 def _mix_seed(*parts: object) -> int:
@@ -218,7 +220,7 @@ class LocalChatModel:
             trust_remote_code=s.trust_remote_code,
             dtype=getattr(torch, self.dtype),
             # Loads the weights straight onto the device instead of via CPU memory.
-            device_map=self.device,
+            device_map=device_map(self.device),
         )
         model.eval()
 

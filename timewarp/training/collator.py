@@ -86,7 +86,7 @@ class FrameSource:
         try:
             video = self._videos[video_id]
         except KeyError:
-            raise KeyError(f"video {video_id!r} is not in the corpus at {self.corpus.root}") from None
+            raise KeyError(f"video {video_id!r} is not in the corpus at {self.corpus.location}") from None
         frames = select_frames(self.corpus.frames(video), self.frames_per_video)
         self._cache[video_id] = frames
         if len(self._cache) > self.cache_size:

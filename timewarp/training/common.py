@@ -1,5 +1,5 @@
 """What DPO and SFT training share: loading, LoRA set-up, the projector's learning rate,
-checkpoints, the training log and the model card.
+the training log and the model card (checkpoints: :mod:`timewarp.training.checkpoints`).
 
 This module must not import zenml.
 """
@@ -22,7 +22,6 @@ __all__ = [
     "TrainingResult",
     "configure_trainable",
     "finish_training",
-    "last_checkpoint",
     "load_for_training",
     "lora_config",
     "projector_module_names",
@@ -54,23 +53,25 @@ class TrainingResult:
 
 
 def load_for_training(family: VideoLLMFamily, model_path: str, recipe: TrainingRecipe) -> tuple[Any, Any]:
-    """(model, processor) in the recipe's precision (bf16 on GPU recipes, fp32 otherwise)."""
+    """(model, processor) in the recipe's precision (bf16 on GPU recipes, fp32 otherwise).
+    With a ZeRO-3 DeepSpeed recipe each process loads only its partition of the weights."""
     import torch
 
-    model, processor = family.load(str(model_path), dtype=torch.bfloat16 if recipe.bf16 else torch.float32)
+    from timewarp.training.zero import partitioned_loading
+
+    with partitioned_loading(recipe):
+        model, processor = family.load(str(model_path), dtype=torch.bfloat16 if recipe.bf16 else torch.float32)
     return model, processor
 
 
 def training_device(recipe: TrainingRecipe) -> Any:
     """The device this process trains on: its GPU (``LOCAL_RANK`` under a launcher) unless
-    the recipe asks for the CPU or there is none."""
-    import os
-
+    the recipe asks for the CPU or there is none (the rule of :mod:`timewarp.models.placement`)."""
     import torch
 
-    if recipe.use_cpu or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    from timewarp.models.placement import MachineFacts, choose_device
+
+    return torch.device(choose_device(MachineFacts.probe(), use_cpu=recipe.use_cpu))
 
 
 def projector_module_names(family: VideoLLMFamily, model: Any) -> list[str]:
@@ -176,15 +177,7 @@ class ProjectorLearningRateMixin:
         return self.optimizer
 
 
-# -- checkpoints and outputs ---------------------------------------------------------------
-
-
-def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest ``checkpoint-N`` folder under ``output_dir`` (None if there is none)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    path = Path(output_dir)
-    return get_last_checkpoint(str(path)) if path.is_dir() else None
+# -- outputs -------------------------------------------------------------------------------
 
 
 def write_training_log(output_dir: str | Path, log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:

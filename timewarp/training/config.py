@@ -78,6 +78,11 @@ class TrainingRecipe:
     lora: LoraRecipe | None = field(default_factory=LoraRecipe)
     deepspeed: str | None = None  # path to a DeepSpeed JSON config (configs/deepspeed/zero2.json ...)
     use_cpu: bool = False
+    # Processes to train in (data parallel; the global batch is num_processes x per-device
+    # batch x accumulation). None: one per visible GPU, one on the CPU. N > 1 re-launches the
+    # training under torchrun: one process per GPU, or N CPU processes (gloo) with use_cpu or
+    # without GPUs. The TIMEWARP_NPROC environment variable overrides it.
+    num_processes: int | None = None
     dataloader_num_workers: int = 0
     # Any other TrainingArguments / DPOConfig / SFTConfig field, passed through verbatim.
     trl_overrides: dict[str, Any] = field(default_factory=dict)
@@ -93,6 +98,8 @@ class TrainingRecipe:
             raise ValueError(f"frames_per_video must be at least 1, got {self.frames_per_video}")
         if self.per_device_train_batch_size < 1 or self.gradient_accumulation_steps < 1:
             raise ValueError("batch size and gradient accumulation must be at least 1")
+        if self.num_processes is not None and self.num_processes < 1:
+            raise ValueError(f"num_processes must be at least 1 (or null: one per GPU), got {self.num_processes}")
 
     # -- (de)serialisation ------------------------------------------------------------------
 
@@ -251,21 +258,23 @@ class SFTRecipe(TrainingRecipe):
         return SFTConfig(**kwargs)
 
 
-def examples_seen(recipe: TrainingRecipe, dataset_size: int) -> int:
-    """Training examples a single-process run of ``recipe`` on ``dataset_size`` rows sees
-    (a preference pair counts once)."""
+def examples_seen(recipe: TrainingRecipe, dataset_size: int, processes: int = 1) -> int:
+    """Training examples a run of ``recipe`` on ``dataset_size`` rows in ``processes``
+    processes sees (a preference pair counts once)."""
     if recipe.max_steps > 0:
-        return recipe.max_steps * recipe.per_device_train_batch_size * recipe.gradient_accumulation_steps
+        return recipe.max_steps * recipe.per_device_train_batch_size * recipe.gradient_accumulation_steps * processes
     return math.ceil(recipe.num_train_epochs * dataset_size)
 
 
-def continued_sft_recipe(sft: SFTRecipe, dpo: DPORecipe, preference_pairs: int) -> SFTRecipe:
+def continued_sft_recipe(sft: SFTRecipe, dpo: DPORecipe, preference_pairs: int, processes: int = 1) -> SFTRecipe:
     """The control arm: SFT continued with DPO's optimiser budget (learning rates, schedule,
-    warm-up, batch) for as many examples as ``dpo`` sees on ``preference_pairs`` pairs, so
-    that only the objective differs. Restarting at the SFT stage's own peak rate instead
-    would undo part of what that stage learnt and flatter DPO."""
-    per_step = dpo.per_device_train_batch_size * dpo.gradient_accumulation_steps
+    warm-up, batch, processes) for as many examples as ``dpo`` sees on ``preference_pairs``
+    pairs in ``processes`` processes, so that only the objective differs. Restarting at the
+    SFT stage's own peak rate instead would undo part of what that stage learnt and flatter
+    DPO."""
+    per_step = dpo.per_device_train_batch_size * dpo.gradient_accumulation_steps * processes
     return sft.replace(
+        num_processes=dpo.num_processes,
         learning_rate=dpo.learning_rate,
         projector_learning_rate=dpo.projector_learning_rate,
         lr_scheduler_type=dpo.lr_scheduler_type,
@@ -273,5 +282,5 @@ def continued_sft_recipe(sft: SFTRecipe, dpo: DPORecipe, preference_pairs: int) 
         weight_decay=dpo.weight_decay,
         per_device_train_batch_size=dpo.per_device_train_batch_size,
         gradient_accumulation_steps=dpo.gradient_accumulation_steps,
-        max_steps=max(1, math.ceil(examples_seen(dpo, preference_pairs) / per_step)),
+        max_steps=max(1, math.ceil(examples_seen(dpo, preference_pairs, processes) / per_step)),
     )

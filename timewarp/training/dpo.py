@@ -10,8 +10,9 @@ log-probabilities once (:mod:`timewarp.training.reference`), then trains with
 - gives the multimodal projector its own learning rate.
 
 Checkpoints go to ``output_dir/checkpoint-N`` every ``save_steps``; a later call with the
-same ``output_dir`` resumes from the newest one. The folder ends with the adapter (or full
-weights), the processor, ``README.md`` and ``training_log.json``.
+same ``output_dir`` resumes from the newest complete one (see
+:mod:`timewarp.training.checkpoints`). The folder ends with the adapter (or full weights),
+the processor, ``README.md`` and ``training_log.json``.
 
 This module must not import zenml.
 """
@@ -19,7 +20,6 @@ This module must not import zenml.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,12 @@ from timewarp.corpus import VideoCorpus
 from timewarp.generation.datasets import PreferenceDataset
 from timewarp.models.base import VideoLLMFamily
 from timewarp.training.collator import FrameSource, VideoPreferenceCollator, preference_rows
+from timewarp.training.checkpoints import ResumableCheckpointsMixin, last_complete_checkpoint, run_fingerprint
 from timewarp.training.common import (
     ProjectorLearningRateMixin,
     TrainingResult,
     configure_trainable,
     finish_training,
-    last_checkpoint,
     load_for_training,
     lora_config,
     projector_module_names,
@@ -42,12 +42,13 @@ from timewarp.training.common import (
 )
 from timewarp.training.config import DPORecipe
 from timewarp.training.reference import (
-    compute_reference_logps,
+    gather_reference_logps,
     has_reference_logps,
     load_reference_logps,
     save_reference_logps,
     with_reference_logps,
 )
+from timewarp.training.zero import is_partitioned, partitioned_forward
 
 __all__ = ["REFERENCE_FILE", "VideoDPOTrainer", "build_dpo_trainer", "train_dpo"]
 
@@ -57,7 +58,7 @@ logger = logging.getLogger(__name__)
 REFERENCE_FILE = "reference_logps.json"
 
 
-class VideoDPOTrainer(ProjectorLearningRateMixin, DPOTrainer):
+class VideoDPOTrainer(ResumableCheckpointsMixin, ProjectorLearningRateMixin, DPOTrainer):
     """DPOTrainer for rows of (video id, prompt, chosen, rejected) encoded by our collator.
 
     Rows must not have an ``image``/``images`` column (TRL would treat them as vision data
@@ -98,9 +99,11 @@ class VideoDPOTrainer(ProjectorLearningRateMixin, DPOTrainer):
         return dataset
 
 
-def _reference_key(model_path: str, recipe: DPORecipe, family: VideoLLMFamily) -> dict[str, Any]:
+def _reference_key(run: dict[str, Any], recipe: DPORecipe, family: VideoLLMFamily) -> dict[str, Any]:
+    # The reference model by the digest of its weights when it is a local folder: a pod that
+    # loads the same base from the artifact store into another folder reuses the values.
     return {
-        "model": str(model_path),
+        "model": run["base_weights"] or run["base_model"],
         "family": family.name,
         "frames_per_video": recipe.frames_per_video,
         "max_length": recipe.max_length,
@@ -153,6 +156,7 @@ def train_dpo(
     resume: bool = True,
     family: VideoLLMFamily | None = None,
     data_versions: dict[str, Any] | None = None,
+    base_model_name: str | None = None,
     callbacks: list[Any] | None = None,
 ) -> TrainingResult:
     """Train ``model_path`` with DPO on ``preferences`` (frames from ``corpus``).
@@ -166,6 +170,8 @@ def train_dpo(
         resume: Continue from the newest checkpoint in ``output_dir`` if there is one.
         family: The model's family adapter (default: looked up from its ``model_type``).
         data_versions: Artifact names -> versions of the data, recorded in the model card.
+        base_model_name: How the model card names the base model (default ``model_path``;
+            the pipeline names its own models by artifact, not by a local folder).
         callbacks: Extra ``transformers.TrainerCallback`` objects.
     """
     from timewarp.models.registry import family_for
@@ -175,6 +181,9 @@ def train_dpo(
     family = family or family_for(str(model_path))
     if not preferences.pairs:
         raise ValueError("no preference pairs to train on")
+    # Before anything is loaded or written: a folder of another run fails here, untouched.
+    run = run_fingerprint(model_path, family.name, recipe)
+    checkpoint = last_complete_checkpoint(output_dir, run) if resume else None
     model, processor = load_for_training(family, str(model_path), recipe)
     collator = VideoPreferenceCollator(
         family, processor, FrameSource(corpus, recipe.frames_per_video), max_length=recipe.max_length
@@ -183,19 +192,24 @@ def train_dpo(
 
     ref_model = None
     if recipe.precompute_ref_log_probs:
-        # Before LoRA wrapping and training the policy is the reference. This runs before the
-        # DPOConfig exists, so under ZeRO-3 the model is still whole (not yet partitioned).
-        # Under a multi-process launch every rank computes all pairs on its own GPU (simple,
-        # one forward pass); only rank 0 writes the file that resumed runs reuse.
-        key = _reference_key(str(model_path), recipe, family)
+        # Before LoRA wrapping and training the policy is the reference. The training
+        # arguments set up a multi-process launch's process group (gloo on the CPU, nccl on
+        # GPUs) as the Trainer will; each process computes its share of the pairs and all
+        # gather the values, so they train with the same columns. Rank 0 writes the file that
+        # resumed runs reuse, whole and only after every process has read it and passed the
+        # gather, so all processes take the same branch here.
+        training_args = recipe.to_trl(output_dir)
+        key = _reference_key(run, recipe, family)
         stored = load_reference_logps(output_dir / REFERENCE_FILE, rows, key=key)
         if stored is None:
-            model.to(training_device(recipe))
-            values = compute_reference_logps(
-                model, collator, rows, batch_size=recipe.ref_batch_size or recipe.per_device_train_batch_size
-            )
+            if not is_partitioned(model):  # DeepSpeed placed a ZeRO-3 model's shards already
+                model.to(training_device(recipe))
+            with partitioned_forward(model, training_args):
+                values = gather_reference_logps(
+                    model, collator, rows, batch_size=recipe.ref_batch_size or recipe.per_device_train_batch_size
+                )
             rows = with_reference_logps(rows, values)
-            if int(os.environ.get("RANK", "0")) == 0:
+            if training_args.process_index == 0:
                 save_reference_logps(output_dir / REFERENCE_FILE, rows, key=key)
         else:
             rows = stored
@@ -205,10 +219,11 @@ def train_dpo(
     trainer = build_dpo_trainer(
         model, processor, family, rows, collator, recipe, output_dir, ref_model=ref_model, callbacks=callbacks
     )
-    checkpoint = last_checkpoint(output_dir) if resume else None
+    trainer.run_fingerprint = run
     if checkpoint:
         logger.info("resuming DPO from %s", checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     return finish_training(
-        trainer, processor, family, str(model_path), recipe, output_dir, data_versions, checkpoint, "DPO"
+        trainer, processor, family, base_model_name or str(model_path), recipe, output_dir, data_versions,
+        checkpoint, "DPO",
     )

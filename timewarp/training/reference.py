@@ -11,6 +11,10 @@ The reference is the base model: a separate model, or the policy with its LoRA a
 disabled (:func:`reference_context`). Values are the summed log-probabilities of the
 completion tokens, exactly what TRL's DPOTrainer computes for its live reference.
 
+Under a multi-process launch :func:`gather_reference_logps` splits the pass: each process
+computes a contiguous share of the rows and all of them gather the values, so every process
+trains with the same reference columns.
+
 This module must not import zenml.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,13 +34,17 @@ __all__ = [
     "REF_REJECTED",
     "completion_logps",
     "compute_reference_logps",
+    "gather_reference_logps",
     "has_reference_logps",
     "load_reference_logps",
     "reference_context",
     "save_reference_logps",
+    "shard_bounds",
     "unwrap_model",
     "with_reference_logps",
 ]
+
+logger = logging.getLogger(__name__)
 
 REF_CHOSEN = "ref_chosen_logps"
 REF_REJECTED = "ref_rejected_logps"
@@ -114,6 +123,53 @@ def compute_reference_logps(
     finally:
         model.train(was_training)
     return values
+
+
+def shard_bounds(count: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Rows ``[start, stop)`` of process ``rank`` when ``count`` rows are split into
+    ``world_size`` contiguous shares, the first ``count % world_size`` one row longer."""
+    share, longer = divmod(count, world_size)
+    start = rank * share + min(rank, longer)
+    return start, start + share + (rank < longer)
+
+
+def gather_reference_logps(
+    model: Any,
+    collator: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    rows: list[dict[str, Any]],
+    *,
+    batch_size: int = 4,
+    device: Any = None,
+) -> list[tuple[float, float]]:
+    """:func:`compute_reference_logps` of all ``rows`` in every process of the
+    ``torch.distributed`` group, each process computing only its share
+    (:func:`shard_bounds`); in one process, all rows. Every process calls it."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise RuntimeError(
+                f"WORLD_SIZE={os.environ['WORLD_SIZE']} but torch.distributed is not initialised: build the "
+                "training arguments (recipe.to_trl) first, which set up the process group"
+            )
+        return compute_reference_logps(model, collator, rows, batch_size=batch_size, device=device)
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    start, stop = shard_bounds(len(rows), rank, world_size)
+    # A ZeRO-3 model's forward pass gathers weights from every process, so all must run as
+    # many batches as the longest share (rank 0's). Shares differ by at most one row, so a
+    # shorter share has at most one batch less; then its last batch is full and one more
+    # row (a repeat, its values dropped) makes the missing batch.
+    batches = -(-(stop - start) // batch_size)
+    most = -(-shard_bounds(len(rows), 0, world_size)[1] // batch_size)
+    padding = rows[:1] * (most - batches)
+    values = compute_reference_logps(model, collator, rows[start:stop] + padding, batch_size=batch_size, device=device)
+    logger.info(
+        "reference log-probs: process %d of %d computed pairs %d-%d of %d (%d padding rows)",
+        rank, world_size, start, stop - 1, len(rows), len(padding),
+    )
+    shares: list[Any] = [None] * world_size
+    dist.all_gather_object(shares, values[: stop - start])
+    return [pair for share in shares for pair in share]
 
 
 def with_reference_logps(rows: list[dict[str, Any]], values: list[tuple[float, float]]) -> list[dict[str, Any]]:

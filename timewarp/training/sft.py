@@ -19,12 +19,12 @@ from timewarp.corpus import VideoCorpus
 from timewarp.generation.datasets import SFTDataset
 from timewarp.models.base import VideoLLMFamily
 from timewarp.training.collator import FrameSource, VideoSFTCollator, sft_rows
+from timewarp.training.checkpoints import ResumableCheckpointsMixin, last_complete_checkpoint, run_fingerprint
 from timewarp.training.common import (
     ProjectorLearningRateMixin,
     TrainingResult,
     configure_trainable,
     finish_training,
-    last_checkpoint,
     load_for_training,
     lora_config,
     projector_module_names,
@@ -36,7 +36,7 @@ __all__ = ["VideoSFTTrainer", "train_sft"]
 logger = logging.getLogger(__name__)
 
 
-class VideoSFTTrainer(ProjectorLearningRateMixin, SFTTrainer):
+class VideoSFTTrainer(ResumableCheckpointsMixin, ProjectorLearningRateMixin, SFTTrainer):
     """SFTTrainer with a separate learning rate for the multimodal projector."""
 
 
@@ -50,6 +50,7 @@ def train_sft(
     resume: bool = True,
     family: VideoLLMFamily | None = None,
     data_versions: dict[str, Any] | None = None,
+    base_model_name: str | None = None,
     callbacks: list[Any] | None = None,
 ) -> TrainingResult:
     """Fine-tune ``model_path`` on ``examples`` (frames from ``corpus``); arguments as for
@@ -63,6 +64,9 @@ def train_sft(
     family = family or family_for(str(model_path))
     if not examples.pairs:
         raise ValueError("no SFT examples to train on")
+    # Before anything is loaded or written: a folder of another run fails here, untouched.
+    run = run_fingerprint(model_path, family.name, recipe)
+    checkpoint = last_complete_checkpoint(output_dir, run) if resume else None
     model, processor = load_for_training(family, str(model_path), recipe)
     collator = VideoSFTCollator(
         family, processor, FrameSource(corpus, recipe.frames_per_video), max_length=recipe.max_length
@@ -79,10 +83,11 @@ def train_sft(
     )
     trainer.projector_learning_rate = recipe.projector_learning_rate
     trainer.projector_names = tuple(projector_module_names(family, model))
-    checkpoint = last_checkpoint(output_dir) if resume else None
+    trainer.run_fingerprint = run
     if checkpoint:
         logger.info("resuming SFT from %s", checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
     return finish_training(
-        trainer, processor, family, str(model_path), recipe, output_dir, data_versions, checkpoint, "SFT"
+        trainer, processor, family, base_model_name or str(model_path), recipe, output_dir, data_versions,
+        checkpoint, "SFT",
     )

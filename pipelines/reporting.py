@@ -1,0 +1,129 @@
+"""A run's outcome at the end of ``zenml pipeline run``: ZenML 0.98's CLI exits 0 when a
+step failed in a pod (the Kubernetes orchestrator returns the failed run instead of
+raising), and a run whose steps ran in pods prints their output nowhere on the caller's
+terminal. ``reported`` makes a pipeline fail loudly, naming the failed steps and where their
+logs are, and, when the steps ran elsewhere, end with the run's closing lines from the
+stored logs of the step that printed them."""
+
+from __future__ import annotations
+
+import click
+from zenml.client import Client
+from zenml.enums import ExecutionStatus
+from zenml.pipelines.compilation_context import PipelineCompilationContext
+from zenml.pipelines.pipeline_definition import Pipeline
+
+from pipelines.preflight import PreflightError
+
+#: The step that ends a run with its closing lines, and how its closing print starts a line.
+CLOSING_STEP = "register_model"
+CLOSING_MARKER = "Registered "
+
+
+class PipelineRunFailed(RuntimeError):
+    """The run ended in a failed state (raised when not under the zenml CLI)."""
+
+
+class ReportingPipeline(Pipeline):
+    """A pipeline whose top-level call fails when its run failed and, for runs on another
+    machine, prints the run's closing lines. Nested calls, preparation and compilation are
+    ZenML's own."""
+
+    def __call__(self, *args, **kwargs):
+        if PipelineCompilationContext.is_active():
+            return super().__call__(*args, **kwargs)
+        client = Client()
+        before = _latest_run_id(client, self.name)
+        try:
+            run = super().__call__(*args, **kwargs)
+        except PreflightError as error:
+            if _under_cli():  # the list of problems and their fixes, not a traceback
+                raise SystemExit(str(error)) from error
+            raise
+        except Exception as error:
+            # The local orchestrator raises a step's error; under the CLI, say which run and
+            # step failed instead of ZenML's traceback. Errors before any run propagate.
+            failed = _newer_run(client, self.name, before)
+            if failed is None or failed.status != ExecutionStatus.FAILED or not _under_cli():
+                raise
+            raise SystemExit(failure_message(failed, f"{type(error).__name__}: {error}")) from error
+        if run is None:  # a schedule, no run
+            return None
+        run = client.get_pipeline_run(run.id)
+        finish(run, steps_ran_elsewhere=client.active_stack.orchestrator.flavor != "local")
+        return run
+
+
+def finish(run, steps_ran_elsewhere: bool) -> None:
+    """End a returned run: fail if it failed; print its closing lines if its steps ran
+    elsewhere (a local run printed them already); say how to follow a run still going."""
+    if run.status == ExecutionStatus.FAILED:
+        message = failure_message(run)
+        raise SystemExit(message) if _under_cli() else PipelineRunFailed(message)
+    if steps_ran_elsewhere:
+        for line in closing_lines(run):
+            print(line)
+    if run.status != ExecutionStatus.COMPLETED:
+        print(f"Run {run.name} is {run.status.value}: follow it with `zenml pipeline runs get {run.id}`")
+
+
+def reported(pipeline: Pipeline) -> ReportingPipeline:
+    """Make a ``@pipeline`` object a ReportingPipeline (same object, same configuration)."""
+    pipeline.__class__ = ReportingPipeline
+    return pipeline
+
+
+def failure_message(run, error: str | None = None) -> str:
+    """Which steps failed, with their error and log locations; ``error`` (what the caller
+    caught) only when no step recorded its own."""
+    failed = {name: step for name, step in run.steps.items() if step.status == ExecutionStatus.FAILED}
+    lines = [f"Run {run.name} ({run.id}) of {run.pipeline.name} FAILED"
+             + (f" in step(s) {', '.join(failed)}" if failed else "")]
+    if error and not any(step.exception_info for step in failed.values()):
+        lines.append(f"  error: {error}")
+    for name, step in failed.items():
+        info = step.exception_info
+        if info:
+            lines.append(f"  {name}: {info.message or info.traceback.strip().splitlines()[-1]}")
+        for logs in step.log_collection or ():
+            lines.append(f"  {name} logs ({logs.source}): {logs.uri}")
+    lines.append(f"  details: `zenml pipeline runs get {run.id}` or the ZenML dashboard")
+    return "\n".join(lines)
+
+
+def closing_lines(run, step: str = CLOSING_STEP) -> list[str]:
+    """The last message the step printed that holds a line starting with CLOSING_MARKER,
+    read from its stored logs (in the artifact store the run wrote them to)."""
+    from zenml.artifacts.utils import instantiate_artifact_store
+    from zenml.log_stores.artifact.artifact_log_store import fetch_log_records
+
+    step_run = run.steps.get(step)
+    if step_run is None:
+        return []
+    client = Client()
+    closing: list[str] = []
+    for logs in step_run.log_collection or ():
+        if logs.artifact_store_id is None:
+            continue
+        store = instantiate_artifact_store(client.zen_store.get_stack_component(logs.artifact_store_id))
+        for entry in fetch_log_records(store, logs.uri, limit=100_000):
+            lines = entry.message.splitlines()
+            if any(line.startswith(CLOSING_MARKER) for line in lines):
+                closing = lines
+    return closing
+
+
+def _under_cli() -> bool:
+    """Called from a click command (``zenml pipeline run``): end with a message and exit 1,
+    not a traceback."""
+    return click.get_current_context(silent=True) is not None
+
+
+def _latest_run_id(client: Client, pipeline_name: str):
+    runs = client.list_pipeline_runs(pipeline=pipeline_name, sort_by="desc:created", size=1).items
+    return runs[0].id if runs else None
+
+
+def _newer_run(client: Client, pipeline_name: str, before):
+    runs = client.list_pipeline_runs(pipeline=pipeline_name, sort_by="desc:created", size=1).items
+    return runs[0] if runs and runs[0].id != before else None
