@@ -6,6 +6,7 @@ import os
 import pickle
 import shutil
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +19,21 @@ if TYPE_CHECKING:
 _COPY_CHUNK = 1 << 20
 
 
-def upload_folder(local_dir: str | os.PathLike, uri: str) -> None:
-    """Copy a local folder's contents into the artifact URI (any artifact store)."""
+def upload_folder(local_dir: str | os.PathLike, uri: str, exclude: Callable[[str], bool] | None = None) -> None:
+    """Copy a local folder's contents into the artifact URI (any artifact store), without
+    the files and folders, at any depth, whose name ``exclude`` accepts."""
     fileio.makedirs(uri)
-    io_utils.copy_dir(str(local_dir), uri, overwrite=True)
+    if exclude is None:
+        io_utils.copy_dir(str(local_dir), uri, overwrite=True)
+        return
+    for entry in sorted(os.scandir(local_dir), key=lambda entry: entry.name):
+        if exclude(entry.name):
+            continue
+        target = os.path.join(uri, entry.name)
+        if entry.is_dir():
+            upload_folder(entry.path, target, exclude)
+        else:
+            fileio.copy(entry.path, target, overwrite=True)
 
 
 def is_local(uri: str) -> bool:

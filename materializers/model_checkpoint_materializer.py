@@ -1,5 +1,6 @@
 """Materializer for :class:`ModelCheckpoint`: the model folder (weights or adapter,
-processor, model card, training log) in the artifact store; external hub models are
+processor, model card, training log; not the Trainer's checkpoints and optimizer state,
+which only resuming reads, from the local folder) in the artifact store; external hub models are
 recorded by id only. Metadata: family, kind, base model, final metrics; view: the model
 card and the training curves."""
 
@@ -20,7 +21,7 @@ from zenml.utils import io_utils
 from materializers._html import page, table
 from materializers._records import write_html
 from materializers._storage import is_local, upload_folder
-from timewarp.models.checkpoint import ModelCheckpoint
+from timewarp.models.checkpoint import ModelCheckpoint, is_training_state
 from timewarp.plots import training_curves_png
 
 EXTERNAL = "external.json"
@@ -33,7 +34,7 @@ class ModelCheckpointMaterializer(BaseMaterializer):
     def save(self, data: ModelCheckpoint) -> None:
         if data.stored:
             data.write_card(data.path)
-            upload_folder(data.path, self.uri)
+            upload_folder(data.path, self.uri, exclude=is_training_state)
         else:
             with fileio.open(os.path.join(self.uri, EXTERNAL), "w") as handle:
                 handle.write(json.dumps(data.to_dict()))

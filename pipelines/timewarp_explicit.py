@@ -4,10 +4,11 @@ from zenml.client import Client
 from pipelines.preflight import check_run
 from pipelines.reporting import reported
 from pipelines.stages import data_stage
-from steps.evaluation import compare_models, evaluate_model
+from steps.evaluation import compare_models, evaluate_champion, evaluate_model
 from steps.registry import register_model
 from steps.training import continue_sft, prepare_base_model, train_dpo, train_sft
 from timewarp.generation.config import GeneratorConfig
+from timewarp.tracking.promotion import GATED_METRICS, GatePolicy
 from timewarp.training.config import DPORecipe, SFTRecipe
 
 #: The embedded default trains on the one-hop questions a tiny model learns in a minute on
@@ -47,6 +48,8 @@ def timewarp_explicit(
     checkpoint_root: str = ".timewarp/checkpoints",
     scorers: tuple[str, ...] = ("text_loglik",),
     gate_scorer: str = "text_loglik",
+    gate_metrics: tuple[str, ...] = GATED_METRICS,
+    gate_margin: float = 0.0,
     registered_model_name: str = "timewarp-explicit",
 ):
     """TimeWarp-Explicit: data -> [SFT] -> DPO on true- vs shuffled-order answers
@@ -59,6 +62,11 @@ def timewarp_explicit(
     it), on CPU. ``control: sft_continue`` also continues SFT for as many examples as DPO
     sees. ``base_model`` (hub id or path) and a GPU recipe (``configs/recipes/dpo_paper.yaml``)
     train a real model.
+
+    Promotion: the registry's current champion is re-scored on this run's benchmark and the
+    new model becomes champion when, with ``gate_scorer``, the 95% lower bound (clustered by
+    video) of its paired difference from the champion exceeds ``gate_margin`` on every one of
+    ``gate_metrics`` (:mod:`timewarp.tracking.promotion`).
     """
     tracker = Client().active_stack.experiment_tracker
     if tracker is None:  # fail before any work, not after training
@@ -70,6 +78,7 @@ def timewarp_explicit(
         raise ValueError(f"control must be one of {CONTROLS} or unset, got {control!r}")
     if gate_scorer not in scorers:
         raise ValueError(f"gate_scorer {gate_scorer!r} is not one of the scorers {list(scorers)}")
+    GatePolicy(gate_scorer, tuple(gate_metrics), gate_margin)  # fail on a bad gate before any work
     with_sft = sft_stage if sft_stage is not None else base_model is None
     if control and not with_sft:
         raise ValueError("control: sft_continue continues the SFT stage; it needs sft_stage")
@@ -98,8 +107,11 @@ def timewarp_explicit(
         control_model = continue_sft(model, sft, preferences, corpus, sft_values, dpo_values, checkpoint_root)
         control_eval = evaluate_model(control_model, *evaluation, id="evaluate_control")
         control_report = compare_models(start_eval, control_eval, id="compare_control")
+    champion_eval = evaluate_champion(normal, shuffled, corpus, dpo_values["frames_per_video"], [gate_scorer],
+                                      registered_model_name)
     register_model.with_options(experiment_tracker=tracker.name)(
-        trained, report, gate_scorer, registered_model_name, control_report
+        trained, report, trained_eval, champion_eval, gate_scorer, registered_model_name, control_report,
+        list(gate_metrics), gate_margin,
     )
     return trained, report
 

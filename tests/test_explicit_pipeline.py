@@ -1,6 +1,8 @@
 """``timewarp_explicit`` end to end on the local stack with MLflow: logged params and
-metrics, the registered model version and its alias, ZenML lineage back to the shards,
-and a second unchanged run served from the cache."""
+metrics, the registered model version and its alias, ZenML lineage back to the shards, a
+second unchanged run served from the cache that re-scores the champion and stays
+challenger, and a third run on a changed benchmark that re-scores the champion on the new
+items and (with a non-inferiority margin) replaces it."""
 
 from pathlib import Path
 
@@ -28,21 +30,25 @@ def runs(stack, tmp_path_factory):
     from pipelines.timewarp_explicit import timewarp_explicit
 
     tmp = tmp_path_factory.mktemp("explicit")
-    config = tmp / "run.yaml"
-    config.write_text(yaml.safe_dump({"parameters": {
+    parameters = {
         "sample_videos": 10, "checkpoint_root": str(tmp / "checkpoints"),
         "recipe_overrides": {"max_steps": 3, "save_steps": 10, "logging_steps": 1},
         "registered_model_name": "timewarp-e2e", "control": "sft_continue",
-    }}))
-    for _ in range(2):
+    }
+    # The third run: other benchmark items (same videos and training data, so training is
+    # cached), and a gate that promotes a candidate no worse than the champion by 99 points.
+    changed = {**parameters, "mcq_per_video": 1, "control": None, "gate_margin": -0.99}
+    for number, values in enumerate((parameters, parameters, changed)):
+        config = tmp / f"run{number}.yaml"
+        config.write_text(yaml.safe_dump({"parameters": values}))
         timewarp_explicit.with_options(config_path=str(config))()
     pipeline_runs = Client().get_pipeline("timewarp_explicit").runs
-    return sorted(pipeline_runs, key=lambda r: r.created)[-2:]
+    return sorted(pipeline_runs, key=lambda r: r.created)[-3:]
 
 
 def test_mlflow_has_params_metrics_and_the_registered_model(stack, runs):
     uri, folder = stack
-    first, _ = runs
+    first = runs[0]
     client = MlflowClient(uri)
     registration = first.steps["register_model"].outputs["model_registration"][0].load()
     run = client.get_run(registration["mlflow_run_id"])
@@ -65,24 +71,66 @@ def test_mlflow_has_params_metrics_and_the_registered_model(stack, runs):
     assert artifacts == {"plots/evaluation.png", "plots/evaluation_control.png", "plots/training_curves.png"}
     version = client.get_model_version("timewarp-e2e", registration["version"])
     assert version.tags["benchmark_version"] and version.tags["zenml_run_id"] == str(first.id)
-    assert registration["alias"] == "champion"
-    assert client.get_model_version_by_alias("timewarp-e2e", "champion").version == int(registration["version"])
+    assert registration["alias"] == "champion" and registration["reason"] == "no champion yet"
+    assert version.tags["promotion"] == "champion" and version.tags["compared_with"] == "none"
     assert str(Path(run.info.artifact_uri.replace("file://", ""))).startswith(str(folder))
+
+
+def _registration(run) -> dict:
+    return run.steps["register_model"].outputs["model_registration"][0].load()
 
 
 def test_second_unchanged_run_is_cached_and_does_not_beat_the_champion(stack, runs):
     from zenml.enums import ExecutionStatus
 
     uri, _ = stack
-    first, second = runs
+    first, second, _ = runs
     for name in ("prepare_videos", "generate_training_text", "train_sft", "train_dpo", "continue_sft",
                  "evaluate_base", "evaluate_trained", "evaluate_control"):
         assert second.steps[name].status == ExecutionStatus.CACHED, name
-    registration = second.steps["register_model"].outputs["model_registration"][0].load()
-    assert registration["alias"] == "challenger" and "does not beat" in registration["reason"]
-    champion = MlflowClient(uri).get_model_version_by_alias("timewarp-e2e", "champion")
-    first_registration = first.steps["register_model"].outputs["model_registration"][0].load()
-    assert str(champion.version) == first_registration["version"]
+    # The champion (the first run's model, loaded from the registry) was re-scored on this
+    # run's items: the same model, so the same answers, and a tie does not clear the margin.
+    assert second.steps["evaluate_champion"].status == ExecutionStatus.COMPLETED
+    rescored = second.steps["evaluate_champion"].outputs["champion_evaluation"][0].load()
+    trained = second.steps["evaluate_trained"].outputs["evaluation"][0].load()
+    assert rescored.model_path == f"models:/timewarp-e2e/{_registration(first)['version']}"
+    assert rescored.benchmark_version == trained.benchmark_version
+    assert [r.correct for r in rescored.results["text_loglik"]] == [r.correct for r in trained.results["text_loglik"]]
+    registration = _registration(second)
+    assert registration["alias"] == "challenger" and "does not clear the margin" in registration["reason"]
+    client = MlflowClient(uri)
+    tags = client.get_model_version("timewarp-e2e", registration["version"]).tags
+    assert tags["promotion"] == "challenger" and tags["promotion_reason"] == registration["reason"]
+    assert tags["gate_scorer"] == "text_loglik" and tags["benchmark_version"] == trained.benchmark_version
+    assert tags["candidate.accuracy_normal"] == tags["champion.accuracy_normal"]
+    assert tags["compared_with"] == f"version {_registration(first)['version']}"
+
+
+def test_a_champion_from_an_older_benchmark_is_rescored_on_the_new_one(stack, runs):
+    from zenml.client import Client
+    from zenml.enums import ModelStages
+
+    uri, _ = stack
+    first, second, third = runs
+    old = first.steps["evaluate_trained"].outputs["evaluation"][0].load()
+    new = third.steps["evaluate_trained"].outputs["evaluation"][0].load()
+    assert old.benchmark_version != new.benchmark_version  # fewer questions per video
+    rescored = third.steps["evaluate_champion"].outputs["champion_evaluation"][0].load()
+    assert rescored.benchmark_version == new.benchmark_version
+    assert len(rescored.results["text_loglik"]) == len(new.results["text_loglik"]) < len(old.results["text_loglik"])
+    registration = _registration(third)
+    assert registration["alias"] == "champion" and registration["reason"].startswith("beats the champion")
+    client = MlflowClient(uri)
+    assert str(client.get_model_version_by_alias("timewarp-e2e", "champion").version) == registration["version"]
+    assert client.get_model_version("timewarp-e2e", _registration(first)["version"]).tags["replaced_by"] == (
+        f"version {registration['version']}")
+    # Mirrored on the ZenML Model: the champion's run is in production, the challenger in
+    # staging, the replaced champion archived.
+    stages = {run.id: Client().get_pipeline_run(run.id).model_version.stage for run in runs}
+    assert stages == {first.id: ModelStages.ARCHIVED, second.id: ModelStages.STAGING,
+                      third.id: ModelStages.PRODUCTION}
+    tagged = {t.name for t in Client().get_pipeline_run(third.id).model_version.tags}
+    assert {"champion", f"mlflow:timewarp-e2e/{registration['version']}"} <= tagged
 
 
 def test_lineage_from_the_registered_model_back_to_the_source_shards(stack, runs):

@@ -18,7 +18,7 @@ CONFIG = REPO_ROOT / "configs" / "explicit_k8s.yaml"
 #: The Kubernetes version whose schemas the manifests must pass (kubernetes-validate --strict).
 KUBERNETES_VERSION = "1.33.0"
 TRAINING = ("train_sft", "train_dpo", "continue_sft")
-EVALUATION = ("evaluate_base", "evaluate_trained", "evaluate_control")
+EVALUATION = ("evaluate_base", "evaluate_trained", "evaluate_control", "evaluate_champion")
 
 
 def _config() -> dict:

@@ -13,7 +13,7 @@ from tests.conftest import REPO_ROOT
 from tests.offline_compile import compile_offline, orchestrator_component
 
 CONFIG = REPO_ROOT / "configs" / "explicit_kubeflow.yaml"
-GPU_STEPS = {"train_dpo": 8, "evaluate_base": 1, "evaluate_trained": 1}
+GPU_STEPS = {"train_dpo": 8, "evaluate_base": 1, "evaluate_trained": 1, "evaluate_champion": 1}
 
 
 def _compile_to_kfp(orchestrator):

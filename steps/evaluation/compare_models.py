@@ -7,7 +7,8 @@ from timewarp.evaluation.results import ComparisonReport, ModelEvaluation, compa
 
 @step
 def compare_models(base_evaluation: ModelEvaluation, trained_evaluation: ModelEvaluation) -> Annotated[ComparisonReport, "evaluation_report"]:
-    """Trained minus base on the same benchmark version, with paired bootstrap intervals."""
+    """Trained minus base on the same benchmark version, with paired bootstrap intervals
+    clustered by video."""
     report = compare(base_evaluation, trained_evaluation)
     for line in report.lines():
         print(line)

@@ -1,10 +1,10 @@
 from typing import Annotated
 
-from zenml import get_step_context, log_metadata, step
+from zenml import log_metadata, step
 
 from timewarp.corpus import VideoCorpus
-from timewarp.evaluation.results import ModelEvaluation
-from timewarp.evaluation.scoring import ScoringConfig, score_benchmark
+from timewarp.evaluation.results import ModelEvaluation, benchmark_version
+from timewarp.evaluation.scoring import ScoringConfig, score_benchmarks
 from timewarp.generation.datasets import MCQBenchmark
 from timewarp.models.checkpoint import ModelCheckpoint
 from timewarp.models.placement import placement_of
@@ -29,10 +29,6 @@ def evaluate_model(
     print(f"evaluating the {model.kind} model {model.path} on {placement}, {batch_size} items per batch")
     log_metadata({"placement": {"device": placement.device, "dtype": placement.dtype, "batch_size": batch_size}})
     config = ScoringConfig(frames_per_video=frames_per_video, batch_size=batch_size, scorers=tuple(scorers))
-    results: dict[str, list] = {name: [] for name in scorers}
-    for benchmark in (normal_benchmark, shuffled_benchmark):
-        for name, items in score_benchmark(loaded, processor, family, benchmark, corpus, config).items():
-            results[name].extend(items)
-    # Both variants come from one generate_benchmark run: its normal artifact names the version.
-    version = str(get_step_context().inputs["normal_benchmark"][0].id)
-    return ModelEvaluation(model.kind, model.path, version, results)
+    benchmarks = (normal_benchmark, shuffled_benchmark)
+    results = score_benchmarks(loaded, processor, family, benchmarks, corpus, config)
+    return ModelEvaluation(model.kind, model.path, benchmark_version(*benchmarks), results)

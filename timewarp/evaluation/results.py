@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass, field
 
 from timewarp.evaluation.report import Estimate, ItemResult, accuracy, consistency, paired_difference
+from timewarp.generation.datasets import MCQBenchmark
 
 VARIANTS = ("normal", "shuffled")
+
+
+def benchmark_version(*benchmarks: MCQBenchmark) -> str:
+    """The benchmark's identity by content (its variants' items: questions, options,
+    answers, videos), so two runs that generate the same items name the same benchmark."""
+    digest = hashlib.sha256()
+    for benchmark in benchmarks:
+        digest.update(json.dumps({"variant": benchmark.variant, "items": [asdict(i) for i in benchmark.items]},
+                                 sort_keys=True, default=str).encode())
+    return "bench-" + digest.hexdigest()[:16]
 
 
 @dataclass
@@ -15,7 +28,7 @@ class ModelEvaluation:
 
     model_kind: str  # base | SFT | DPO | SFT-cont (the continued-SFT control)
     model_path: str
-    benchmark_version: str  # the benchmark artifact both variants come from
+    benchmark_version: str  # :func:`benchmark_version` of the benchmarks scored
     results: dict[str, list[ItemResult]] = field(default_factory=dict)  # scorer -> items
 
     def metrics(self, scorer: str) -> dict[str, float]:
@@ -36,12 +49,13 @@ class ComparisonRow:
     metric: str  # accuracy_normal | accuracy_shuffled | consistency
     base: Estimate
     trained: Estimate
-    difference: Estimate  # trained - base, paired bootstrap over items
+    difference: Estimate  # trained - base, paired bootstrap clustered by video
 
 
 @dataclass
 class ComparisonReport:
-    """Base vs trained on the same benchmark version, with 95% bootstrap intervals."""
+    """Base vs trained on the same benchmark version, with 95% bootstrap intervals
+    clustered by video."""
 
     benchmark_version: str
     base_kind: str
@@ -93,7 +107,8 @@ def _consistency_row(scorer: str, base: list[ItemResult], trained: list[ItemResu
         for r in items:
             by_id.setdefault(r.item_id, {})[r.variant] = r
         return [
-            ItemResult(i, v["normal"].question_type, "both", v["normal"].correct and v["shuffled"].correct, None, 0)
+            ItemResult(i, v["normal"].question_type, "both", v["normal"].correct and v["shuffled"].correct, None, 0,
+                       v["normal"].video_id)
             for i, v in sorted(by_id.items()) if set(v) >= set(VARIANTS)
         ]
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -64,8 +64,10 @@ __all__ = [
     "SCORERS",
     "ScoringConfig",
     "generate_replies",
+    "lettered_prompt",
     "mcq_prompt",
     "score_benchmark",
+    "score_benchmarks",
     "score_generation",
     "score_loglik",
     "score_text_loglik",
@@ -90,9 +92,16 @@ class ScoringConfig:
             raise ValueError("frames_per_video, batch_size and max_new_tokens must be >= 1")
 
 
+def lettered_prompt(question: str, options: Sequence[str]) -> str:
+    """The user's text for a question and its options (at most four): the question, the
+    options lettered as benchmark files hold them, and :data:`INSTRUCTION`."""
+    lettered = [f"{OPTION_LETTERS[index]}. {text}" for index, text in enumerate(options)]
+    return "\n".join([question, *lettered, INSTRUCTION])
+
+
 def mcq_prompt(item: MCQItem) -> str:
     """The user's text for an item, identical for both scorers."""
-    return f"{item.question_with_options()}\n{INSTRUCTION}"
+    return lettered_prompt(item.question, item.options)
 
 
 # ---- frames ---------------------------------------------------------------------------
@@ -135,7 +144,7 @@ def _samples(benchmark: MCQBenchmark, corpus: VideoCorpus, frames_per_video: int
 
 def _result(item: MCQItem, benchmark: MCQBenchmark, predicted: int | None) -> ItemResult:
     answer = benchmark.answer_index(item)
-    return ItemResult(item.id, item.question_type, benchmark.variant, predicted == answer, predicted, answer)
+    return ItemResult(item.id, item.question_type, benchmark.variant, predicted == answer, predicted, answer, item.video_id)
 
 
 # ---- generation scorer -----------------------------------------------------------------
@@ -282,3 +291,20 @@ def score_benchmark(
         }
     finally:
         model.train(was_training)
+
+
+def score_benchmarks(
+    model: Any,
+    processor: Any,
+    family: VideoLLMFamily,
+    benchmarks: Iterable[MCQBenchmark],
+    corpus: VideoCorpus,
+    config: ScoringConfig = ScoringConfig(),
+) -> dict[str, list[ItemResult]]:
+    """:func:`score_benchmark` over several benchmarks (the normal and the shuffled
+    variant), each scorer's results concatenated in order."""
+    results: dict[str, list[ItemResult]] = {name: [] for name in config.scorers}
+    for benchmark in benchmarks:
+        for name, items in score_benchmark(model, processor, family, benchmark, corpus, config).items():
+            results[name].extend(items)
+    return results

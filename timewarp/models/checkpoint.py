@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -14,6 +15,18 @@ from timewarp.models.placement import Placement, choose_placement
 CARD = "checkpoint.json"
 #: Written last into a merged folder (:meth:`ModelCheckpoint.save_merged`): the folder is whole.
 MERGED_MARKER = "merged.json"
+#: What a training output folder holds besides the model: the Trainer's ``checkpoint-N``
+#: folders and its optimizer, scheduler, RNG and loop state. Only resuming reads them, from
+#: the local output folder; the model's artifact and its served copy leave them out.
+TRAINING_STATE = (
+    "checkpoint-*", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth", "trainer_state.json",
+    "training_args.bin",
+)
+
+
+def is_training_state(name: str) -> bool:
+    """Whether a file or folder name in a model folder is training state (:data:`TRAINING_STATE`)."""
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in TRAINING_STATE)
 
 
 @dataclass

@@ -1,0 +1,58 @@
+"""What one training run logs to MLflow: recipe and data versions as params, training
+curves, every evaluation number with its interval, and the plots."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import mlflow
+
+from timewarp.evaluation.results import ComparisonReport
+from timewarp.models.checkpoint import ModelCheckpoint
+from timewarp.plots import comparison_png, training_curves_png
+
+
+def flatten(prefix: str, values: dict) -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(flatten(f"{prefix}{key}.", value))
+        else:
+            flat[f"{prefix}{key}"] = str(value)
+    return flat
+
+
+def report_metrics(report: ComparisonReport, prefix: str = "") -> dict[str, float]:
+    """``eval/<scorer>/<metric>/<kind>[_low|_high]`` for both models and
+    ``eval/<scorer>/<metric>/<prefix>difference[_low|_high]``."""
+    metrics: dict[str, float] = {}
+    for r in report.rows:
+        for kind, estimate in ((report.base_kind, r.base), (report.trained_kind, r.trained)):
+            for suffix, value in (("", estimate.value), ("_low", estimate.low), ("_high", estimate.high)):
+                metrics[f"eval/{r.scorer}/{r.metric}/{kind}{suffix}"] = value
+        for suffix, value in (("", r.difference.value), ("_low", r.difference.low), ("_high", r.difference.high)):
+            metrics[f"eval/{r.scorer}/{r.metric}/{prefix}difference{suffix}"] = value
+    return metrics
+
+
+def log_training_run(model: ModelCheckpoint, params: dict[str, str], plots: dict[str, ComparisonReport]) -> None:
+    """Log to the active MLflow run: the recipe, ``params``, the data versions, the
+    training curves, and a plot per comparison report (``plots/<name>.png``)."""
+    mlflow.log_params(flatten("recipe.", model.recipe))
+    mlflow.log_params({
+        "base_model": model.base_model or "", "family": model.family, "kind": model.kind,
+        "adapter": str(model.adapter), **params,
+        **{f"data.{name}": version for name, version in model.data_versions.items()},
+    })
+    for row in model.history:
+        step_number = int(row.get("step", 0))
+        for key, value in row.items():
+            if key not in ("step", "epoch") and isinstance(value, (int, float)):
+                mlflow.log_metric(f"train/{key}", float(value), step=step_number)
+    images = {"training_curves.png": training_curves_png(model.history)}
+    images.update({f"{name}.png": comparison_png(report) for name, report in plots.items()})
+    with tempfile.TemporaryDirectory() as folder:
+        for name, image in images.items():
+            (Path(folder) / name).write_bytes(image)
+            mlflow.log_artifact(str(Path(folder) / name), artifact_path="plots")
