@@ -11,6 +11,7 @@ import mlflow
 from timewarp.evaluation.results import ComparisonReport
 from timewarp.models.checkpoint import ModelCheckpoint
 from timewarp.plots import comparison_png, training_curves_png
+from timewarp.tracking.promotion import GatePolicy, PromotionDecision
 
 
 def flatten(prefix: str, values: dict) -> dict[str, str]:
@@ -36,13 +37,22 @@ def report_metrics(report: ComparisonReport, prefix: str = "") -> dict[str, floa
     return metrics
 
 
-def log_training_run(model: ModelCheckpoint, params: dict[str, str], plots: dict[str, ComparisonReport]) -> None:
-    """Log to the active MLflow run: the recipe, ``params``, the data versions, the
-    training curves, and a plot per comparison report (``plots/<name>.png``)."""
+def log_training_run(
+    model: ModelCheckpoint,
+    reports: dict[str, ComparisonReport | None],
+    decision: PromotionDecision,
+    policy: GatePolicy,
+    benchmark_version: str,
+) -> None:
+    """Log to the active MLflow run: the recipe, the gate's settings, the data versions,
+    the training curves, every report's metrics (``evaluation`` unprefixed, the others by
+    name: ``control_``, ``vs_champion_``) and plot (``plots/<name>.png``), and whether the
+    gate promoted the model (``gate/promoted``)."""
     mlflow.log_params(flatten("recipe.", model.recipe))
     mlflow.log_params({
         "base_model": model.base_model or "", "family": model.family, "kind": model.kind,
-        "adapter": str(model.adapter), **params,
+        "adapter": str(model.adapter), "gate_scorer": policy.scorer, "gate_metrics": ",".join(policy.metrics),
+        "gate_margin": str(policy.margin), "benchmark_version": benchmark_version,
         **{f"data.{name}": version for name, version in model.data_versions.items()},
     })
     for row in model.history:
@@ -50,9 +60,23 @@ def log_training_run(model: ModelCheckpoint, params: dict[str, str], plots: dict
         for key, value in row.items():
             if key not in ("step", "epoch") and isinstance(value, (int, float)):
                 mlflow.log_metric(f"train/{key}", float(value), step=step_number)
+    present = {name: report for name, report in {**reports, "vs_champion": decision.comparison}.items() if report}
+    metrics = {"gate/promoted": float(decision.promote)}
+    for name, report in present.items():
+        metrics.update(report_metrics(report, "" if name == "evaluation" else f"{name.removeprefix('evaluation_')}_"))
+    mlflow.log_metrics(metrics)
     images = {"training_curves.png": training_curves_png(model.history)}
-    images.update({f"{name}.png": comparison_png(report) for name, report in plots.items()})
+    images.update({f"{name}.png": comparison_png(report) for name, report in present.items()})
     with tempfile.TemporaryDirectory() as folder:
         for name, image in images.items():
             (Path(folder) / name).write_bytes(image)
             mlflow.log_artifact(str(Path(folder) / name), artifact_path="plots")
+
+
+def closing_lines(reports: list[ComparisonReport | None], decision: PromotionDecision, policy: GatePolicy) -> list[str]:
+    """Every model's accuracies with their intervals, then the gate's comparison with the
+    champion (its scorer's rows)."""
+    lines = [line for report in reports if report is not None for line in report.lines()]
+    if decision.comparison is not None:
+        lines += [line for line in decision.comparison.lines() if line.lstrip().startswith(policy.scorer)]
+    return lines
