@@ -15,7 +15,7 @@ from PIL import Image
 from timewarp.corpus import PreparedVideo, VideoCorpus
 from timewarp.models.qwen2_vl import QwenVLFamily, family
 from timewarp.scenes import SceneSpan
-from timewarp.training.collator import select_frames
+from timewarp.models.frames import select_frames
 
 # -- model -----------------------------------------------------------------------------------
 

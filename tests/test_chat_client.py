@@ -13,17 +13,9 @@ from typing import Any
 
 import pytest
 
-from timewarp.generation.chat import (
-    ChatCallError,
-    ChatClient,
-    ChatFailure,
-    ChatReply,
-    ChatSettings,
-    ParseRejection,
-    ResponseCache,
-    make_cache_key,
-    resolve_api_key,
-)
+from timewarp.generation.chat import ChatClient, ChatSettings, resolve_api_key
+from timewarp.generation.engine import ChatFailure, ParseRejection
+from timewarp.generation.reply_cache import ResponseCache, make_cache_key
 
 # tests/ may or may not be a package (other modules decide); support both layouts.
 try:
@@ -59,7 +51,7 @@ def user(text: str) -> list[dict[str, Any]]:
 
 
 def parse_int(text: str) -> int:
-    # int() raises ValueError on junk, which is what generate_parsed retries on.
+    # int() raises ValueError on junk, which is what generate_parsed_many retries on.
     return int(text.strip())
 
 
@@ -101,13 +93,13 @@ def make_client(server: ChatServer) -> Iterator[MakeClient]:
 # --------------------------------------------------------------------------- #
 
 
-def test_complete_success_sends_real_request(server: ChatServer, make_client: MakeClient) -> None:
+def test_success_sends_real_request(server: ChatServer, make_client: MakeClient) -> None:
     server.enqueue(reply("Paris"))
     client = make_client(temperature=0.7, max_tokens=64, seed=11)
 
-    result = client.complete(user("Capital of France?"))
+    [result] = client.generate_parsed_many([user("Capital of France?")], str)
 
-    assert result == ChatReply(text="Paris", cached=False, model="test-model")
+    assert result == "Paris"
     (req,) = server.requests
     assert req.path == "/v1/chat/completions"
     assert req.headers["authorization"] == f"Bearer {KEY}"
@@ -116,12 +108,16 @@ def test_complete_success_sends_real_request(server: ChatServer, make_client: Ma
     assert req.body["temperature"] == 0.7
     assert req.body["max_tokens"] == 64
     assert req.body["seed"] == 11
-    assert client.requests_sent == 1 and client.cache_hits == 0
-    assert client.prompt_tokens > 0 and client.completion_tokens == 1
+    stats = client.stats()
+    assert stats["prompt_tokens"] > 0
+    assert stats == {
+        "requests_sent": 1, "cache_hits": 0, "retries": 0, "failures": 0,
+        "prompt_tokens": stats["prompt_tokens"], "completion_tokens": 1,
+    }
 
 
 def test_seed_omitted_when_unset(server: ChatServer, make_client: MakeClient) -> None:
-    make_client().complete(user("x"))
+    make_client().generate_parsed_many([user("x")], str)
     assert "seed" not in server.requests[0].body
 
 
@@ -129,19 +125,19 @@ def test_rate_limit_is_retried_by_openai_client(server: ChatServer, make_client:
     server.enqueue(rate_limited(), reply("ok"))
     client = make_client()
 
-    [result] = client.complete_many([user("hi")])
+    [result] = client.generate_parsed_many([user("hi")], str)
 
-    assert result == ChatReply(text="ok", cached=False, model="test-model")
+    assert result == "ok"
     reqs = server.requests
     assert len(reqs) == 2
     # The openai client numbers its own retries; one logical call was made.
     assert [r.headers.get("x-stainless-retry-count") for r in reqs] == ["0", "1"]
-    assert client.requests_sent == 1 and client.failures == 0
+    assert client.stats()["requests_sent"] == 1 and client.stats()["failures"] == 0
 
 
 def test_persistent_rate_limit_becomes_failure(server: ChatServer, make_client: MakeClient) -> None:
     server.enqueue(*[rate_limited() for _ in range(3)])
-    [result] = make_client(max_retries=2).complete_many([user("hi")])
+    [result] = make_client(max_retries=2).generate_parsed_many([user("hi")], str)
     assert isinstance(result, ChatFailure) and result.kind == "rate_limited"
     assert len(server.requests) == 3
 
@@ -151,21 +147,13 @@ def test_server_errors_until_give_up(server: ChatServer, make_client: MakeClient
     server.enqueue(*[server_error() for _ in range(10)])
     client = make_client(max_retries=max_retries)
 
-    [result] = client.complete_many([user("hi")])
+    [result] = client.generate_parsed_many([user("hi")], str)
 
     assert isinstance(result, ChatFailure)
     assert result.kind == "server_error"
     assert "500" in result.error
     assert len(server.requests) == max_retries + 1
-    assert client.failures == 1
-
-    # The single-call API raises instead, carrying the same record.
-    server.reset()
-    server.enqueue(*[server_error(503) for _ in range(10)])
-    with pytest.raises(ChatCallError) as info:
-        client.complete(user("again"))
-    assert info.value.failure.kind == "server_error"
-    assert len(server.requests) == max_retries + 1
+    assert client.stats()["failures"] == 1
 
 
 def test_timeout_becomes_failure(server: ChatServer, make_client: MakeClient) -> None:
@@ -173,7 +161,7 @@ def test_timeout_becomes_failure(server: ChatServer, make_client: MakeClient) ->
     client = make_client(timeout_s=0.3, max_retries=1)
 
     start = time.monotonic()
-    [result] = client.complete_many([user("slow")])
+    [result] = client.generate_parsed_many([user("slow")], str)
     elapsed = time.monotonic() - start
 
     assert isinstance(result, ChatFailure) and result.kind == "timeout"
@@ -183,7 +171,7 @@ def test_timeout_becomes_failure(server: ChatServer, make_client: MakeClient) ->
 
 def test_bad_request_not_retried(server: ChatServer, make_client: MakeClient) -> None:
     server.enqueue(status(400, "context length exceeded"))
-    [result] = make_client(max_retries=3).complete_many([user("huge")])
+    [result] = make_client(max_retries=3).generate_parsed_many([user("huge")], str)
     assert isinstance(result, ChatFailure) and result.kind == "bad_request"
     assert "context length exceeded" in result.error
     assert len(server.requests) == 1
@@ -194,16 +182,15 @@ def test_malformed_json_body_becomes_failure(server: ChatServer, make_client: Ma
     server.enqueue(malformed_json())
     with ResponseCache(tmp_path / "c.sqlite") as cache:
         client = make_client(cache)
-        [result] = client.complete_many([user("x")])
+        [result] = client.generate_parsed_many([user("x")], str)
         assert isinstance(result, ChatFailure) and result.kind == "bad_response"
         assert len(cache) == 0
         assert len(server.requests) == 1
 
-        # Inside generate_parsed it is an API failure, not a parse rejection to retry.
+        # Inside generate_parsed_many it is an API failure, not a parse rejection to retry.
         server.enqueue(malformed_json())
-        with pytest.raises(ChatCallError) as info:
-            client.generate_parsed(user("y"), parse_int)
-        assert info.value.failure.kind == "bad_response"
+        [parsed] = client.generate_parsed_many([user("y")], parse_int)
+        assert isinstance(parsed, ChatFailure) and parsed.kind == "bad_response"
         assert len(server.requests) == 2
 
 
@@ -213,7 +200,7 @@ def test_connection_refused_becomes_failure() -> None:
         port = sock.getsockname()[1]
     settings = ChatSettings(base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout_s=2.0)
     with ChatClient(settings, api_key=KEY) as client:
-        [result] = client.complete_many([user("x")])
+        [result] = client.generate_parsed_many([user("x")], str)
     assert isinstance(result, ChatFailure) and result.kind == "connection"
 
 
@@ -223,9 +210,9 @@ def test_one_failure_does_not_stop_the_batch(server: ChatServer, make_client: Ma
         return status(400, "nope") if content == "bad" else f"ok {content}"
 
     server.responder = responder
-    results = make_client(concurrency=3).complete_many([user("a"), user("bad"), user("c")])
-    assert [type(r) for r in results] == [ChatReply, ChatFailure, ChatReply]
-    assert results[0].text == "ok a" and results[2].text == "ok c"  # type: ignore[union-attr]
+    results = make_client(concurrency=3).generate_parsed_many([user("a"), user("bad"), user("c")], str)
+    assert [type(r) for r in results] == [str, ChatFailure, str]
+    assert results[0] == "ok a" and results[2] == "ok c"
 
 
 # --------------------------------------------------------------------------- #
@@ -238,30 +225,31 @@ def test_malformed_reply_retried_then_rejected(server: ChatServer, make_client: 
     client = make_client(cache)
     server.enqueue(reply("not a number"), reply("still not"), reply("nope"))
 
-    result = client.generate_parsed(user("give me a number"), parse_int, attempts=3)
+    [result] = client.generate_parsed_many([user("give me a number")], parse_int, attempts=3)
 
     assert isinstance(result, ParseRejection)
     assert result.reply_text == "nope"
     assert "ValueError" in result.reason
     assert len(server.requests) == 3
     assert len(cache) == 0  # malformed replies are never cached
+    assert client.stats()["requests_sent"] == 3 and client.stats()["retries"] == 2
 
     # A re-run pays again (nothing bad was cached) and this time gets a good reply.
     server.enqueue(reply("42"))
-    assert client.generate_parsed(user("give me a number"), parse_int) == 42
+    assert client.generate_parsed_many([user("give me a number")], parse_int) == [42]
     assert len(server.requests) == 4
     assert len(cache) == 1
 
     # ...which is now served from the cache.
-    assert client.generate_parsed(user("give me a number"), parse_int) == 42
+    assert client.generate_parsed_many([user("give me a number")], parse_int) == [42]
     assert len(server.requests) == 4
-    assert client.cache_hits == 1
+    assert client.stats()["cache_hits"] == 1
     cache.close()
 
 
 def test_parse_retry_succeeds_on_second_attempt(server: ChatServer, make_client: MakeClient) -> None:
     server.enqueue(reply("garbage"), reply(" 7 "))
-    assert make_client().generate_parsed(user("n?"), parse_int) == 7
+    assert make_client().generate_parsed_many([user("n?")], parse_int) == [7]
     assert len(server.requests) == 2
 
 
@@ -272,8 +260,8 @@ def test_cached_reply_that_fails_parse_is_refetched(
     client = make_client(cache)
     server.enqueue(reply("free text"), reply("5"))
 
-    assert client.complete(user("q")).text == "free text"  # plain complete caches anything
-    assert client.generate_parsed(user("q"), parse_int) == 5  # cached text rejected -> fresh call
+    assert client.generate_parsed_many([user("q")], str) == ["free text"]  # cached: it parses as text
+    assert client.generate_parsed_many([user("q")], parse_int) == [5]  # cached text rejected -> fresh call
     assert len(server.requests) == 2
     assert cache.get(client.cache_key(user("q"))) == "5"  # the good reply replaced it
     cache.close()
@@ -323,18 +311,16 @@ def test_cache_hit_on_rerun_with_new_client(server: ChatServer, tmp_path: Path) 
     prompts = [user(f"question {i}") for i in range(3)]
 
     with ResponseCache(path) as cache, ChatClient(make_settings(server), cache, api_key=KEY) as client:
-        first = client.complete_many(prompts)
-    assert [r.text for r in first] == [f"echo: question {i}" for i in range(3)]  # type: ignore[union-attr]
-    assert not any(r.cached for r in first)  # type: ignore[union-attr]
+        first = client.generate_parsed_many(prompts, str)
+    assert first == [f"echo: question {i}" for i in range(3)]
     assert len(server.requests) == 3
 
     # A fresh process would do exactly this: new cache object, new client, same file.
     with ResponseCache(path) as cache, ChatClient(make_settings(server), cache, api_key=KEY) as client:
         assert len(cache) == 3
-        second = client.complete_many(prompts)
-        assert client.requests_sent == 0 and client.cache_hits == 3
-    assert [r.text for r in second] == [r.text for r in first]  # type: ignore[union-attr]
-    assert all(r.cached for r in second)  # type: ignore[union-attr]
+        second = client.generate_parsed_many(prompts, str)
+        assert client.stats()["requests_sent"] == 0 and client.stats()["cache_hits"] == 3
+    assert second == first
     assert len(server.requests) == 3  # nothing paid twice
 
 
@@ -346,7 +332,7 @@ def test_cache_written_as_each_call_completes(server: ChatServer, tmp_path: Path
 
     server.responder = responder
     with ResponseCache(path) as cache, ChatClient(make_settings(server, max_retries=0), cache, api_key=KEY) as c:
-        results = c.complete_many([user("a"), user("fails"), user("b")])
+        results = c.generate_parsed_many([user("a"), user("fails"), user("b")], str)
         assert isinstance(results[1], ChatFailure)
         # Visible to another connection immediately (no flush at the end needed).
         with ResponseCache(path) as other:
@@ -372,8 +358,8 @@ def test_cache_key_depends_on_reply_parameters() -> None:
 
 def test_duplicate_requests_in_batch_sent_once_with_cache(server: ChatServer, tmp_path: Path) -> None:
     with ResponseCache(tmp_path / "c.sqlite") as cache, ChatClient(make_settings(server), cache, api_key=KEY) as c:
-        results = c.complete_many([user("same"), user("other"), user("same")])
-    assert [r.text for r in results] == ["echo: same", "echo: other", "echo: same"]  # type: ignore[union-attr]
+        results = c.generate_parsed_many([user("same"), user("other"), user("same")], str)
+    assert results == ["echo: same", "echo: other", "echo: same"]
     assert len(server.requests) == 2
 
 
@@ -394,17 +380,17 @@ def test_concurrency_overlaps_requests_and_preserves_order(server: ChatServer, m
     client = make_client(concurrency=n)
 
     start = time.monotonic()
-    results = client.complete_many([user(str(i)) for i in range(n)])
+    results = client.generate_parsed_many([user(str(i)) for i in range(n)], str)
     elapsed = time.monotonic() - start
 
-    assert [r.text for r in results] == [f"answer {i}" for i in range(n)]  # type: ignore[union-attr]
+    assert results == [f"answer {i}" for i in range(n)]
     assert elapsed < n * delay / 2, f"took {elapsed:.2f}s: requests did not overlap"
     assert server.max_in_flight >= n // 2
 
 
 def test_concurrency_limit_is_respected(server: ChatServer, make_client: MakeClient) -> None:
     server.responder = lambda messages: Sleep(0.05, reply("x"))
-    make_client(concurrency=2).complete_many([user(str(i)) for i in range(6)])
+    make_client(concurrency=2).generate_parsed_many([user(str(i)) for i in range(6)], str)
     assert server.max_in_flight <= 2
 
 
@@ -435,10 +421,8 @@ def test_api_key_never_leaks(
         return "7"
 
     server.responder = responder
-    replies = client.complete_many([user("fine"), user("echo-key"), user("500")])
+    replies = client.generate_parsed_many([user("fine"), user("echo-key"), user("500")], str)
     parsed = client.generate_parsed_many([user("junk"), user("other")], parse_int, attempts=2)
-    with pytest.raises(ChatCallError) as raised:
-        client.complete(user("500"))
 
     def assert_not_on_disk() -> None:
         files = list(tmp_path.glob("cache.sqlite*"))  # main database, WAL, shared memory
@@ -461,7 +445,7 @@ def test_api_key_never_leaks(
     assert len(failures) == 2 and len(rejections) == 1
     texts = [str(x) for x in failures] + [repr(x) for x in failures] + [x.error for x in failures]
     texts += [rej.reason for rej in rejections] + [repr(rej) for rej in rejections]
-    texts += [str(raised.value), repr(raised.value), repr(settings), str(settings), repr(client), repr(cache)]
+    texts += [repr(settings), str(settings), repr(client), repr(cache)]
     texts += [caplog.text] + [r.getMessage() for r in caplog.records]
     for text in texts:
         assert KEY not in text, text

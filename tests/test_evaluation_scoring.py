@@ -28,7 +28,6 @@ pytest.importorskip("transformers")
 from timewarp.corpus import VideoCorpus  # noqa: E402
 from timewarp.evaluation import scoring  # noqa: E402
 from timewarp.evaluation.loglik import (  # noqa: E402
-    FULL_FORWARD_FAMILIES,
     answer_token_ids,
     option_logps,
     option_logps_full,
@@ -44,9 +43,9 @@ from timewarp.generation.records import OPTION_LETTERS, MCQItem  # noqa: E402
 from timewarp.generation.template import TemplateGenerator  # noqa: E402
 from timewarp.ingest import list_shards  # noqa: E402
 from timewarp.models.base import VideoSample  # noqa: E402
+from timewarp.models.frames import select_frames  # noqa: E402
 from timewarp.prepare import PrepareConfig, prepare_corpus  # noqa: E402
 from timewarp.sample import make_sample  # noqa: E402
-from timewarp.training.collator import select_frames  # noqa: E402
 
 FAMILIES = ("qwen2_vl", "llava_onevision", "video_llava", "internvl", "video_llama_3")
 STORED_FRAMES = 4
@@ -210,6 +209,15 @@ def test_config_rejects_unknown_scorers() -> None:
         ScoringConfig(frames_per_video=0)
 
 
+def test_scorers_register_by_name_once() -> None:
+    assert scoring.SCORERS == ("generation", "loglik", "text_loglik")
+    assert ScoringConfig().scorers == scoring.SCORERS
+    # A second scorer under a taken name would silently replace the first: refused.
+    with pytest.raises(ValueError, match="'loglik' is already registered"):
+        scoring.scorer("loglik")(scoring.score_generation)
+    assert scoring._SCORER_FUNCTIONS["loglik"] is scoring.score_loglik
+
+
 # ---- (2) cached prefix == full forwards ---------------------------------------------------------
 
 
@@ -218,7 +226,6 @@ def test_cached_prefix_logps_equal_full_forwards(
     name: str, tiny: Callable[[str], Tiny], corpus: VideoCorpus, items: list[MCQItem]
 ) -> None:
     family, model, processor = tiny(name)
-    assert name not in FULL_FORWARD_FAMILIES  # every family is scored from a cached prefix
     answers = list(OPTION_LETTERS)
     for item, variant in ((items[0], "normal"), (items[3], "shuffled")):
         sample = VideoSample(_shown_frames(corpus, item, variant, STORED_FRAMES), mcq_prompt(item))

@@ -62,7 +62,8 @@ def test_leakage_and_bad_pairs_are_hard_violations(generated):
     overlap = split_videos([v.video_id for v in videos], 0.25, paper_overlap=True)
     assert not build_report(leaky_training, benchmark, overlap).violations
 
-    same = PreferencePair("x-q0", split.train_ids[0], "Q?", "Same.", "same.", "after", [1, 0], "template")
+    # Punctuation and case do not make a different answer (the rule generation uses too).
+    same = PreferencePair("x-q0", split.train_ids[0], "Q?", "Same, again.", "same again", "after", [1, 0], "template")
     bad = TrainingText(training.sft, training.preferences + [same], [])
     assert any("chosen == rejected" in v for v in build_report(bad, benchmark, split).violations)
 

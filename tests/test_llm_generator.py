@@ -12,18 +12,22 @@ import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from timewarp.corpus import PreparedVideo
-from timewarp.generation.chat import ChatSettings, ParseRejection
-from timewarp.generation.llm import LLMGenerator, answer_event, parse_json_reply
+from timewarp.generation.chat import ChatSettings
+from timewarp.generation.engine import ChatFailure, Engine, Message
+from timewarp.generation.llm import LLMGenerator
 from timewarp.generation.openai_backend import make_openai_generator
 from timewarp.generation.prompts import PROMPT_NAMES, PROMPT_VERSION, load_prompt
 from timewarp.generation.records import OPTION_LETTERS, QUESTION_TYPES, BenchmarkText, TrainingText
+from timewarp.generation.replies import answer_event, parse_json_reply
+from timewarp.generation.replies import numbered_events
+from timewarp.generation.reply_cache import ResponseCache
 from timewarp.generation.temporal import TemporalQuestion, event_phrase, event_sentence
 from timewarp.scenes import SceneSpan
 
@@ -502,6 +506,7 @@ def test_second_run_on_same_cache_makes_no_requests(make_gen: MakeGen, server: C
     training = first.training_text(videos, questions_per_video=3)
     bench = first.benchmark_text(videos, mcq_per_video=3)
     assert len(server.chat_requests()) > 0
+    assert first.stats()["prompt_tokens"] > 0 and first.stats()["completion_tokens"] > 0
     first.close()
     server.reset()
 
@@ -565,30 +570,21 @@ def test_describe_from_chat_client_settings(server: ChatServer) -> None:
 # --------------------------------------------------------------------------- #
 
 
-class ScriptedEngine:
-    """An engine answering every request with ``reply(messages)``, parsed like ChatClient."""
+class ScriptedEngine(Engine):
+    """An in-process engine answering every request with ``reply(messages)``."""
 
-    def __init__(self, reply: Callable[[list[dict[str, Any]]], str]) -> None:
+    def __init__(self, reply: Callable[[list[dict[str, Any]]], str], cache: ResponseCache | None = None) -> None:
+        super().__init__(cache)
         self.reply = reply
-        self.batches: list[str] = []
 
-    def generate_parsed_many(
-        self,
-        list_of_messages: list[list[dict[str, Any]]],
-        parse: Callable[[str], Any],
-        attempts: int = 3,
-        *,
-        desc: str = "",
-    ) -> list[Any]:
-        self.batches.append(desc)
-        results = []
-        for messages in list_of_messages:
-            text = self.reply(messages)
-            try:
-                results.append(parse(text))
-            except ValueError as exc:
-                results.append(ParseRejection(str(exc), text))
-        return results
+    def _generate(
+        self, requests: Sequence[list[Message]], attempt: int, desc: str
+    ) -> Iterator[tuple[int, str | ChatFailure]]:
+        for index, messages in enumerate(requests):
+            yield index, self.reply(messages)
+
+    def cache_params(self) -> dict[str, Any]:
+        return {"model": "scripted"}
 
     def describe(self) -> dict[str, Any]:
         return {"engine": "scripted", "model": "none"}
@@ -638,6 +634,39 @@ def test_invalid_training_items_are_rejected_with_reasons() -> None:
     assert "not an object" in reasons[6]
     assert all(r.reply_text.startswith('{"items"') for r in text.rejections)
     assert len(text.preferences) == 1 and text.preferences[0].rejected == "A woman paints a blue door."
+
+
+def test_engine_retries_a_malformed_reply_and_serves_only_parsed_ones_from_cache(tmp_path: Path) -> None:
+    good = {
+        "type": "after",
+        "anchors": [1],
+        "question": "What happens right after a chef slices red onions on a board?",
+        "answer": "A dog leaps over a wooden fence.",
+        "answer_event": 2,
+    }
+    fake = FakeLLM()
+    qa_calls: list[int] = []
+
+    def reply(messages: list[dict[str, Any]]) -> str:
+        if SYSTEMS[messages[0]["content"]] == "qa":
+            qa_calls.append(1)
+            return "Sorry, no JSON today." if len(qa_calls) == 1 else json.dumps({"items": [good]})
+        return str(fake(messages))
+
+    with ResponseCache(tmp_path / "replies.sqlite") as cache:
+        first = LLMGenerator(ScriptedEngine(reply, cache))
+        text = first.training_text([one_video()], questions_per_video=1)
+        assert [p.id for p in text.preferences] == ["solo-q1"] and not text.rejections
+        assert first.stats()["retries"] == 1 and first.stats()["requests_sent"] == 3  # qa twice, answers once
+
+        # A cached reply that does not parse (e.g. from an older parser) is asked for again.
+        captions = [s.caption for s in one_video().scenes]
+        qa_request = load_prompt("qa").render(events=numbered_events(captions), count=1)
+        cache.put(first.engine.cache_key(qa_request), "not json")
+        again = LLMGenerator(ScriptedEngine(reply, cache))
+        assert again.training_text([one_video()], questions_per_video=1) == text
+        assert again.stats()["requests_sent"] == 1 and again.stats()["cache_hits"] == 1
+        assert cache.get(first.engine.cache_key(qa_request)) == json.dumps({"items": [good]})
 
 
 def run_benchmark(items: list[dict[str, Any]]) -> BenchmarkText:

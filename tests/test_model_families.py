@@ -178,3 +178,51 @@ def test_tiny_qwen2_vl_spells_each_sample_colour_with_one_token(tmp_path: Path) 
         # An answer starts a turn with the capitalised colour; questions name it mid-sentence.
         assert tokenizer.tokenize(f"{colour.capitalize()} scene.")[0] == colour.capitalize()
         assert f"Ġ{colour}" in tokenizer.tokenize(f"after the {colour} scene")
+
+
+def test_every_registered_family_declares_the_whole_contract() -> None:
+    from timewarp.models.base import VideoLLMFamily
+    from timewarp.models.registry import FAMILY_MODULES as REGISTERED
+    from timewarp.models.registry import family_by_name
+
+    for name in REGISTERED:
+        family = family_by_name(name)
+        assert isinstance(family, VideoLLMFamily), name
+        assert family.name == name
+        assert isinstance(family.language_model_module, str) and family.language_model_module
+        assert isinstance(family.vision_tower_module, str) and family.vision_tower_module
+        assert family.projector_modules and all(isinstance(m, str) for m in family.projector_modules)
+        assert isinstance(family.unused_modules, tuple)
+
+
+def test_a_family_without_its_lora_target_declaration_is_refused() -> None:
+    from timewarp.models.video_chat import ChatVideoFamily
+
+    class NoLanguageModel(ChatVideoFamily):
+        """Everything a chat family needs except ``language_model_module``."""
+
+        name = "no_language_model"
+        model_types = ("no_language_model",)
+        vision_keys = ("pixel_values_videos",)
+        vision_tower_module = "vision_tower"
+        projector_modules = ("multi_modal_projector",)
+        unused_modules = ()
+
+        def render_prompt(self, processor: Any, question: str) -> str:
+            return question
+
+        def render_completion(self, processor: Any, answer: str) -> str:
+            return answer
+
+        def make_tiny(self, out_dir: str | Path, *, seed: int = 0) -> Path:
+            return Path(out_dir)
+
+    # Without the declaration LoRA could not be kept off the vision tower: refused outright.
+    refused = r"NoLanguageModel does not implement the VideoLLMFamily contract: it lacks \['language_model_module'\]"
+    with pytest.raises(TypeError, match=refused):
+        NoLanguageModel()
+
+    class Complete(NoLanguageModel):
+        language_model_module = "language_model"
+
+    assert Complete().language_model_module == "language_model"

@@ -1,7 +1,10 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import hashlib
+
 from timewarp.scenes import SceneSpan
+from timewarp.seeding import stable_int, stable_rng
 from timewarp.shuffle import combine_captions, permute, scene_permutation
 
 
@@ -35,3 +38,17 @@ def test_spans_and_captions_move_together():
     assert [s.start for s in shuffled] == [float(i) for i in permutation]
     assert combine_captions(scenes) == " ".join(f"caption {i}" for i in range(5))
     assert combine_captions(shuffled) == " ".join(f"caption {i}" for i in permutation)
+
+
+def test_seeds_hash_the_parts_joined_by_nul():
+    # The corpus, its shuffles, the split and the template text all depend on these exact
+    # bytes: a change here silently changes every generated data set.
+    digest = hashlib.sha256(b"7\x00video-0001").digest()
+    assert stable_int(7, "video-0001") == int.from_bytes(digest[:16], "little")
+    assert stable_int("split", 7, "video-0001", bits=64) == int.from_bytes(
+        hashlib.sha256(b"split\x007\x00video-0001").digest()[:8], "little"
+    )
+    assert stable_int(7, "video-0001", bits=63) < 2**63
+    assert stable_int("ab", "c") != stable_int("a", "bc")
+    assert (stable_rng(7, "video-0001").random(3) == stable_rng(7, "video-0001").random(3)).all()
+    assert scene_permutation("video-0001", 6, 0) == [3, 0, 4, 5, 1, 2]

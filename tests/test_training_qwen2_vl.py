@@ -29,6 +29,9 @@ from timewarp.generation.datasets import PreferenceDataset, SFTDataset  # noqa: 
 from timewarp.generation.template import TemplateGenerator  # noqa: E402
 from timewarp.ingest import list_shards  # noqa: E402
 from timewarp.models.base import VideoSample  # noqa: E402
+from timewarp.models.batches import truncate_batch  # noqa: E402
+from timewarp.models.frames import select_frames  # noqa: E402
+from timewarp.models.logprobs import completion_logps  # noqa: E402
 from timewarp.models.qwen2_vl import VIDEO_PAD, QwenVLFamily, available_variants, family  # noqa: E402
 from timewarp.models.registry import FAMILIES, family_by_name, family_for, register  # noqa: E402
 from timewarp.prepare import PrepareConfig, prepare_corpus  # noqa: E402
@@ -38,9 +41,7 @@ from timewarp.training.collator import (  # noqa: E402
     VideoPreferenceCollator,
     VideoSFTCollator,
     preference_rows,
-    select_frames,
     sft_rows,
-    truncate_batch,
 )
 from timewarp.training.common import lora_config  # noqa: E402
 from timewarp.training.config import (  # noqa: E402
@@ -60,7 +61,6 @@ from timewarp.training.launch import (  # noqa: E402
 from timewarp.training.reference import (  # noqa: E402
     REF_CHOSEN,
     REF_REJECTED,
-    completion_logps,
     compute_reference_logps,
     load_reference_logps,
     save_reference_logps,
@@ -148,7 +148,7 @@ def test_registry_lookup(tmp_path):
     assert FAMILIES["qwen2_vl"] is family
     with pytest.raises(KeyError, match="no video-LLM family"):
         family_by_name("no-such-family")
-    from timewarp.models.tiny_text_lm import make_tiny_chat_lm
+    from tiny_text_lm import make_tiny_chat_lm
 
     with pytest.raises(ValueError, match="qwen2"):  # a text-only Qwen2 is no registered family
         family_for(make_tiny_chat_lm(tmp_path / "text-lm"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -9,13 +10,15 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from timewarp.generation.chat import ChatFailure, ChatReply, ParseRejection, ResponseCache  # noqa: E402
+from timewarp.generation.engine import ChatFailure, ParseRejection  # noqa: E402
+from timewarp.generation.reply_cache import ResponseCache  # noqa: E402
 from timewarp.generation.transformers_backend import (  # noqa: E402
     RETRY_TEMPERATURE,
     LocalChatModel,
     LocalLMSettings,
 )
-from timewarp.models.tiny_text_lm import EOS_TOKEN, PAD_TOKEN, make_tiny_chat_lm  # noqa: E402
+from timewarp.models.tiny_tokenizer import EOS_TOKEN, PAD_TOKEN  # noqa: E402
+from tiny_text_lm import make_tiny_chat_lm  # noqa: E402
 
 MAX_NEW_TOKENS = 8
 
@@ -87,34 +90,34 @@ def test_tiny_model_loads_like_a_hub_checkpoint(tiny_lm: Path, tmp_path: Path) -
     assert (other / "model.safetensors").read_bytes() != weights
 
 
-def test_complete_many_keeps_order_and_batching_matches_one_by_one(engine: LocalChatModel) -> None:
+def test_replies_keep_order_and_batching_matches_one_by_one(engine: LocalChatModel) -> None:
     requests = _requests()
-    before = engine.requests_sent
-    batched = engine.complete_many(requests)
-    assert engine.requests_sent - before == len(requests)
+    before = engine.stats()["requests_sent"]
+    batched = engine.generate_parsed_many(requests, str)
+    assert engine.stats()["requests_sent"] - before == len(requests)
     assert len(batched) == len(requests)
-    assert all(isinstance(r, ChatReply) and not r.cached for r in batched)
-    texts = [r.text for r in batched if isinstance(r, ChatReply)]
+    assert all(isinstance(r, str) for r in batched)
+    texts = [r for r in batched if isinstance(r, str)]
     # The random model's greedy reply depends on the prompt, so a mix-up would show.
     assert len(set(texts)) > 1
 
-    one_by_one = [engine.complete_many([messages])[0] for messages in requests]
-    assert [r.text for r in one_by_one if isinstance(r, ChatReply)] == texts
+    one_by_one = [engine.generate_parsed_many([messages], str)[0] for messages in requests]
+    assert [r for r in one_by_one if isinstance(r, str)] == texts
 
 
 def test_right_padding_would_be_caught(tiny_lm: Path) -> None:
     """Guards the test above: with right padding, batched greedy replies differ."""
     model = LocalChatModel(_settings(tiny_lm))
     requests = _requests()
-    single = [r.text for r in (model.complete_many([m])[0] for m in requests) if isinstance(r, ChatReply)]
+    single = [r for r in (model.generate_parsed_many([m], str)[0] for m in requests) if isinstance(r, str)]
     model.tokenizer.padding_side = "right"
-    batched = [r.text for r in model.complete_many(requests) if isinstance(r, ChatReply)]
+    batched = [r for r in model.generate_parsed_many(requests, str) if isinstance(r, str)]
     assert batched != single
 
 
 def test_generate_parsed_many_returns_parsed_values(engine: LocalChatModel) -> None:
     requests = _requests((4, 1, 6, 2))
-    greedy = [r.text for r in engine.complete_many(requests) if isinstance(r, ChatReply)]
+    greedy = [r for r in engine.generate_parsed_many(requests, str) if isinstance(r, str)]
     parsed = engine.generate_parsed_many(requests, str, desc="parse all")
     assert parsed == greedy
     assert all(isinstance(value, str) for value in parsed)
@@ -128,9 +131,9 @@ def test_rejected_replies_are_retried_then_returned_as_parse_rejection(engine: L
         seen.setdefault("all", []).append(text)
         raise ValueError("missing JSON")
 
-    before = engine.requests_sent
+    before = engine.stats()["requests_sent"]
     results = engine.generate_parsed_many(requests, parse, attempts=3)
-    assert engine.requests_sent - before == 3 * len(requests)
+    assert engine.stats()["requests_sent"] - before == 3 * len(requests)
     assert len(seen["all"]) == 3 * len(requests)
     for index, result in enumerate(results):
         assert isinstance(result, ParseRejection)
@@ -155,7 +158,7 @@ def test_failing_batch_becomes_failures_and_out_of_memory_splits(
 ) -> None:
     model = LocalChatModel(_settings(tiny_lm))
     requests = _requests()
-    expected = [r.text for r in model.complete_many(requests) if isinstance(r, ChatReply)]
+    expected = [r for r in model.generate_parsed_many(requests, str) if isinstance(r, str)]
     real_generate = model.model.generate
 
     def oom_on_batches(*args: object, **kwargs: object) -> object:
@@ -164,40 +167,41 @@ def test_failing_batch_becomes_failures_and_out_of_memory_splits(
         return real_generate(*args, **kwargs)
 
     monkeypatch.setattr(model.model, "generate", oom_on_batches)
-    results = model.complete_many(requests)
-    assert [r.text for r in results if isinstance(r, ChatReply)] == expected
+    results = model.generate_parsed_many(requests, str)
+    assert [r for r in results if isinstance(r, str)] == expected
 
     def crash(*args: object, **kwargs: object) -> object:
         raise RuntimeError("device lost")
 
     monkeypatch.setattr(model.model, "generate", crash)
-    failed = model.complete_many(requests)
+    failed = model.generate_parsed_many(requests, str)
     assert len(failed) == len(requests)
     assert all(isinstance(r, ChatFailure) and "device lost" in r.error for r in failed)
-    assert model.failures == len(requests)
+    assert model.stats()["failures"] == len(requests)
 
 
 def test_cache_serves_a_rerun_without_generating(tiny_lm: Path, tmp_path: Path) -> None:
     requests = _requests((2, 5, 3))
     requests.append(requests[0])  # a duplicate is generated once
+    model_dir = shutil.copytree(tiny_lm, tmp_path / "model")
 
     with ResponseCache(tmp_path / "replies.sqlite") as cache:
-        rejecting = LocalChatModel(_settings(tiny_lm), cache=cache)
+        rejecting = LocalChatModel(_settings(model_dir), cache=cache)
         rejections = rejecting.generate_parsed_many(requests, _always_reject, attempts=1)
         assert all(isinstance(r, ParseRejection) for r in rejections)
         assert len(cache) == 0  # replies that did not parse are not cached
 
-        first = LocalChatModel(_settings(tiny_lm), cache=cache)
+        first = LocalChatModel(_settings(model_dir), cache=cache)
         values = first.generate_parsed_many(requests, str)
-        assert first.requests_sent == 3 and first.cache_hits == 0
+        assert first.stats()["requests_sent"] == 3 and first.stats()["cache_hits"] == 0
         assert values[0] == values[-1]
         assert len(cache) == 3
 
+    shutil.rmtree(model_dir)  # so loading the model would fail: the cache alone must answer
     with ResponseCache(tmp_path / "replies.sqlite") as cache:
-        rerun = LocalChatModel(_settings(tiny_lm), cache=cache)
+        rerun = LocalChatModel(_settings(model_dir), cache=cache)
         assert rerun.generate_parsed_many(requests, str) == values
-        assert rerun.requests_sent == 0 and rerun.cache_hits == len(requests)
-        assert not rerun.loaded  # answered from the cache without loading the model
+        assert rerun.stats()["requests_sent"] == 0 and rerun.stats()["cache_hits"] == len(requests)
 
         # Different generation parameters are a different cache key.
         longer = LocalChatModel(_settings(tiny_lm, max_new_tokens=MAX_NEW_TOKENS + 1), cache=cache)
@@ -230,7 +234,7 @@ def test_describe_and_settings(engine: LocalChatModel, tiny_lm: Path) -> None:
 def test_unloadable_model_raises_instead_of_failing_each_item(tmp_path: Path) -> None:
     model = LocalChatModel(LocalLMSettings(model=str(tmp_path), device="cpu"))  # an empty folder
     with pytest.raises((OSError, ValueError)):
-        model.complete_many(_requests((1, 2)))
+        model.generate_parsed_many(_requests((1, 2)), str)
 
 
 def test_sampling_is_seeded_and_leaves_global_rng_alone(tiny_lm: Path) -> None:
@@ -239,19 +243,20 @@ def test_sampling_is_seeded_and_leaves_global_rng_alone(tiny_lm: Path) -> None:
     runs = []
     for seed in (5, 5, 6):
         model = LocalChatModel(_settings(tiny_lm, temperature=1.0, seed=seed))
-        runs.append([r.text for r in model.complete_many(requests) if isinstance(r, ChatReply)])
+        runs.append([r for r in model.generate_parsed_many(requests, str) if isinstance(r, str)])
     assert torch.equal(torch.random.get_rng_state(), state)
     assert runs[0] == runs[1]
     assert runs[0] != runs[2]
 
 
-def test_make_transformers_generator_from_config(tiny_lm: Path, tmp_path: Path) -> None:
-    from timewarp.generation.config import GeneratorConfig
-    from timewarp.generation.transformers_backend import make_transformers_generator
+def test_make_transformers_generator_from_config(tmp_path: Path) -> None:
+    from timewarp.generation.config import GeneratorConfig, make_generator
 
-    config = GeneratorConfig(backend="transformers", model=str(tiny_lm), max_tokens=4, batch_size=2)
-    with make_transformers_generator(config, seed=3, cache_path=tmp_path / "transformers.sqlite") as generator:
+    # A folder that holds no model yet: the model loads on first use, not when the generator is built.
+    model = str(tmp_path / "not-yet-downloaded")
+    config = GeneratorConfig(backend="transformers", model=model, max_tokens=4, batch_size=2, cache_dir=str(tmp_path))
+    with make_generator(config, seed=3) as generator:  # type: ignore[attr-defined]  # an LLMGenerator
         description = generator.describe()
         assert description["generator"] == "transformers"
-        assert (description["model"], description["max_new_tokens"], description["seed"]) == (str(tiny_lm), 4, 3)
-        assert not generator.engine.loaded  # type: ignore[attr-defined]  # nothing generated yet
+        assert (description["model"], description["max_new_tokens"], description["seed"]) == (model, 4, 3)
+        assert (description["batch_size"], description["temperature"]) == (2, 0.0)

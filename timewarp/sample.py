@@ -7,7 +7,6 @@ scenes can be read back from the frames. Deterministic for a seed.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from timewarp.finevideo import format_timestamp
+from timewarp.seeding import stable_rng
 from timewarp.video import encode_video
 
 # Background colours are far apart in RGB so a frame's scene is unambiguous after H.264.
@@ -313,8 +313,7 @@ def finevideo_arrow_schema() -> pa.Schema:
 
 def make_video(video_id: str, seed: int, spec: SampleSpec) -> tuple[bytes, dict]:
     """The mp4 bytes and the FineVideo ``json`` of one synthetic video."""
-    digest = hashlib.sha256(f"{seed}\x00{video_id}".encode()).digest()
-    rng = np.random.default_rng(int.from_bytes(digest[:16], "little"))
+    rng = stable_rng(seed, video_id)
     scenes = _plan_scenes(rng, spec)
     duration = scenes[-1].end
     frame_count = int(round(duration * spec.fps))

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-
-import numpy as np
-
 from timewarp.scenes import SceneSpan
+from timewarp.seeding import stable_rng
 
 
 def scene_permutation(video_id: str, scene_count: int, seed: int) -> list[int]:
@@ -18,8 +15,7 @@ def scene_permutation(video_id: str, scene_count: int, seed: int) -> list[int]:
     """
     if scene_count < 2:
         raise ValueError("a shuffle needs at least 2 scenes")
-    digest = hashlib.sha256(f"{seed}\x00{video_id}".encode()).digest()
-    rng = np.random.default_rng(int.from_bytes(digest[:16], "little"))
+    rng = stable_rng(seed, video_id)
     identity = list(range(scene_count))
     while True:
         permutation = [int(i) for i in rng.permutation(scene_count)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from zenml import get_step_context
+from zenml import get_step_context, log_metadata
 
 from timewarp.generation.config import GeneratorConfig, make_generator
 from timewarp.generation.records import TextGenerator
@@ -27,3 +27,11 @@ def step_generator(config: GeneratorConfig, seed: int) -> TextGenerator:
 def corpus_uri() -> str:
     """Where the step's input corpus lives in the artifact store (items refer to it)."""
     return get_step_context().inputs["corpus"][0].uri
+
+
+def log_generation_stats(backend: TextGenerator) -> None:
+    """The backend's call counters (requests, cache hits, retries, prompt/completion tokens)
+    as step metadata, where it calls a model."""
+    stats = backend.stats()
+    if stats:
+        log_metadata({"generation": stats})

@@ -2,7 +2,7 @@ from typing import Annotated, Tuple
 
 from zenml import step
 
-from steps.generation._generator import corpus_uri, step_generator
+from steps.generation._generator import corpus_uri, log_generation_stats, step_generator
 from timewarp.corpus import VideoCorpus
 from timewarp.generation.config import GeneratorConfig
 from timewarp.generation.datasets import GenerationLog, MCQBenchmark
@@ -22,6 +22,7 @@ def generate_benchmark(
     backend = step_generator(generator, seed)
     held_out = set(video_split.benchmark_ids)
     text = backend.benchmark_text([v for v in corpus.videos if v.video_id in held_out], mcq_per_video)
+    log_generation_stats(backend)
     media_root, description = corpus_uri(), backend.describe()
     normal = MCQBenchmark(text.items, "normal", media_root, description)
     shuffled = MCQBenchmark(text.items, "shuffled", media_root, description)

@@ -2,7 +2,7 @@ from typing import Annotated, Tuple
 
 from zenml import step
 
-from steps.generation._generator import corpus_uri, step_generator
+from steps.generation._generator import corpus_uri, log_generation_stats, step_generator
 from timewarp.corpus import VideoCorpus
 from timewarp.generation.config import GeneratorConfig
 from timewarp.generation.datasets import GenerationLog, PreferenceDataset, SFTDataset
@@ -21,6 +21,7 @@ def generate_training_text(
     backend = step_generator(generator, seed)
     train = set(video_split.train_ids)
     text = backend.training_text([v for v in corpus.videos if v.video_id in train], questions_per_video)
+    log_generation_stats(backend)
     media_root, description = corpus_uri(), backend.describe()
     sft = SFTDataset(text.sft, media_root, description)
     preferences = PreferenceDataset(text.preferences, media_root, description)

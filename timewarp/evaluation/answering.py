@@ -13,7 +13,7 @@ A video is a local path, a ``file://`` URI or any other fsspec URI (``s3://``, `
 ``frames_per_video`` frames are read at the centres of equal slices of the whole video, as
 preparation samples a scene (:func:`~timewarp.scenes.frame_times`), so a long video is
 never decoded whole; a video with fewer frames gives all of them, as
-:func:`~timewarp.training.collator.select_frames` does. Frames are read a batch at a time.
+:func:`~timewarp.models.frames.select_frames` does. Frames are read a batch at a time.
 
 This module must not import zenml.
 """

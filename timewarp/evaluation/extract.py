@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from timewarp.generation.records import OPTION_LETTERS
+from timewarp.text import normalise_text
 
 # A letter at the start followed by a separator or the end: "B", "B.", "(B)", "D) text".
 _LEAD = re.compile(r"^\s*[\(\[]?([A-D])\s*(?:[\)\].:,]|$)", re.IGNORECASE)
@@ -13,10 +14,6 @@ _LEAD = re.compile(r"^\s*[\(\[]?([A-D])\s*(?:[\)\].:,]|$)", re.IGNORECASE)
 _STATED = re.compile(r"(?:answer|option|choice)\s*(?:is|:)?\s*[\(\[]?([A-D])\b", re.IGNORECASE)
 # "B is correct": a letter and a space; not "A", which is usually the article.
 _LEAD_WORD = re.compile(r"^\s*([B-D])\s")
-
-
-def _normalise(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
 def extract_option(reply: str, options: list[str]) -> int | None:
@@ -34,8 +31,8 @@ def extract_option(reply: str, options: list[str]) -> int | None:
     for found in (pick(_LEAD.match(text)), pick(_STATED.search(text))):
         if found is not None:
             return found
-    said = _normalise(text)
-    hits = [k for k, option in enumerate(options) if _normalise(option) and _normalise(option) in said]
+    said = normalise_text(text)
+    hits = [k for k, option in enumerate(options) if normalise_text(option) and normalise_text(option) in said]
     if len(hits) == 1:
         return hits[0]
     if hits:

@@ -3,7 +3,7 @@ the ``loglik`` and ``text_loglik`` scorers of :mod:`timewarp.evaluation.scoring`
 
 An answer is scored as DPO training scores a completion: the summed log-probability of the
 tokens ``encode`` marks as the completion (the answer and the end-of-turn token), by
-:func:`~timewarp.training.reference.completion_logps`, the function DPO's reference values
+:func:`~timewarp.models.logprobs.completion_logps`, the function DPO's reference values
 come from.
 
 For a batch of items, each video and prompt runs once:
@@ -23,8 +23,7 @@ against one item at a time and against full forwards). Positions are passed expl
 both forwards, except the prefix positions of models with multimodal rotary positions
 (Qwen2-VL's M-RoPE): those compute 3-D positions from the attention mask themselves and
 keep, per row, the offset of the text positions after the video (``rope_deltas``), which
-the answers' positions continue from. :data:`FULL_FORWARD_FAMILIES` lists families scored
-instead with one full forward per answer (none at present).
+the answers' positions continue from.
 
 This module must not import zenml; torch is imported lazily.
 """
@@ -39,21 +38,16 @@ from tqdm.auto import tqdm
 
 from timewarp.evaluation.inputs import chunks, left_padded, model_device, model_inputs, pad_token_id
 from timewarp.models.base import VideoLLMFamily, VideoSample
-from timewarp.training.collator import truncate_batch
-from timewarp.training.reference import completion_logps, unwrap_model
+from timewarp.models.batches import truncate_batch
+from timewarp.models.logprobs import completion_logps, unwrap_model
 
 __all__ = [
-    "FULL_FORWARD_FAMILIES",
     "answer_token_ids",
     "most_likely_answers",
     "option_logps",
     "option_logps_full",
     "prefix_cache",
 ]
-
-#: Families whose answers are scored with full forwards instead of from a cached prefix.
-#: Empty: the cached path matches full forwards for every registered family (tested).
-FULL_FORWARD_FAMILIES: Final[frozenset[str]] = frozenset()
 
 #: Config attributes naming the media placeholder tokens (they differ between families).
 _MEDIA_TOKEN_ATTRS: Final = ("image_token_id", "video_token_id", "image_token_index", "video_token_index")
@@ -178,7 +172,7 @@ def option_logps_full(
 ) -> Any:
     """As :func:`option_logps` for one sample, with one full forward per answer (a batch of
     ``len(answers)`` rows, the video encoded in each): the reference the cached path is
-    tested against, and the path for :data:`FULL_FORWARD_FAMILIES`."""
+    tested against."""
     import torch
 
     batch = family.encode(processor, [VideoSample(sample.frames, sample.prompt, answer) for answer in answers])
@@ -214,12 +208,9 @@ def most_likely_answers(
     picks: list[int] = []
     with tqdm(total=total, desc=desc, unit="item") as progress:
         for chunk in chunks(queries, batch_size):
-            if family.name in FULL_FORWARD_FAMILIES:
-                scores = [option_logps_full(model, processor, family, sample, answers) for sample, answers in chunk]
-            else:
-                samples = [sample for sample, _ in chunk]
-                ids = [ids_of(sample, answers) for sample, answers in chunk]
-                scores = option_logps(model, processor, family, samples, ids)
+            samples = [sample for sample, _ in chunk]
+            ids = [ids_of(sample, answers) for sample, answers in chunk]
+            scores = option_logps(model, processor, family, samples, ids)
             picks.extend(int(score.argmax()) for score in scores)
             progress.update(len(chunk))
     return picks

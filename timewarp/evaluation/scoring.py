@@ -2,7 +2,7 @@
 
 Both scorers show the model the same thing: ``frames_per_video`` frames spread evenly over
 the ORIGINAL video (normal variant) or over the SHUFFLED video (shuffled variant), as
-training samples them (:func:`~timewarp.training.collator.select_frames`), and the prompt
+training samples them (:func:`~timewarp.models.frames.select_frames`), and the prompt
 of :func:`mcq_prompt`: the question, its lettered options and "Answer with the option's
 letter.". Everything goes through the family adapter's ``encode``, so the chat format is
 the one the model was trained with.
@@ -56,8 +56,8 @@ from timewarp.evaluation.report import ItemResult
 from timewarp.generation.datasets import MCQBenchmark
 from timewarp.generation.records import OPTION_LETTERS, MCQItem
 from timewarp.models.base import VideoLLMFamily, VideoSample
-from timewarp.training.collator import select_frames
-from timewarp.training.reference import unwrap_model
+from timewarp.models.frames import select_frames
+from timewarp.models.logprobs import unwrap_model
 
 __all__ = [
     "INSTRUCTION",
@@ -71,25 +71,29 @@ __all__ = [
     "score_generation",
     "score_loglik",
     "score_text_loglik",
+    "scorer",
 ]
 
-SCORERS: Final = ("generation", "loglik", "text_loglik")
 INSTRUCTION: Final = "Answer with the option's letter."
 
+#: A scorer: (model, processor, family, benchmark, corpus, config) -> one result per item.
+Scorer = Callable[..., list[ItemResult]]
 
-@dataclass(frozen=True)
-class ScoringConfig:
-    frames_per_video: int = 8
-    batch_size: int = 8  # items per generate call, and per forward of the log-likelihood scorers
-    max_new_tokens: int = 16
-    scorers: tuple[str, ...] = SCORERS
+#: Scorer name -> function, in registration order (filled by :func:`scorer`).
+_SCORER_FUNCTIONS: dict[str, Scorer] = {}
 
-    def __post_init__(self) -> None:
-        unknown = [s for s in self.scorers if s not in SCORERS]
-        if unknown or not self.scorers:
-            raise ValueError(f"scorers must be a non-empty subset of {SCORERS}, got {self.scorers}")
-        if self.frames_per_video < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
-            raise ValueError("frames_per_video, batch_size and max_new_tokens must be >= 1")
+
+def scorer(name: str) -> Callable[[Scorer], Scorer]:
+    """Decorator registering a scorer function under ``name`` (as lmms-eval registers its
+    tasks); ``ScoringConfig.scorers`` selects scorers by these names."""
+
+    def register(function: Scorer) -> Scorer:
+        if name in _SCORER_FUNCTIONS:
+            raise ValueError(f"a scorer named {name!r} is already registered ({_SCORER_FUNCTIONS[name].__name__})")
+        _SCORER_FUNCTIONS[name] = function
+        return function
+
+    return register
 
 
 def lettered_prompt(question: str, options: Sequence[str]) -> str:
@@ -189,6 +193,7 @@ def generate_replies(
     return replies
 
 
+@scorer("generation")
 def score_generation(
     model: Any,
     processor: Any,
@@ -216,6 +221,7 @@ def score_generation(
 # ---- log-likelihood scorers ---------------------------------------------------------------
 
 
+@scorer("loglik")
 def score_loglik(
     model: Any,
     processor: Any,
@@ -241,6 +247,7 @@ def score_loglik(
     return [_result(item, benchmark, pick) for item, pick in zip(benchmark.items, picks, strict=True)]
 
 
+@scorer("text_loglik")
 def score_text_loglik(
     model: Any,
     processor: Any,
@@ -265,11 +272,23 @@ def score_text_loglik(
 
 # ---- all ------------------------------------------------------------------------------------
 
-_SCORER_FUNCTIONS: Final[dict[str, Callable[..., list[ItemResult]]]] = {
-    "generation": score_generation,
-    "loglik": score_loglik,
-    "text_loglik": score_text_loglik,
-}
+#: Names of the registered scorers, in registration order.
+SCORERS: Final = tuple(_SCORER_FUNCTIONS)
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    frames_per_video: int = 8
+    batch_size: int = 8  # items per generate call, and per forward of the log-likelihood scorers
+    max_new_tokens: int = 16
+    scorers: tuple[str, ...] = SCORERS
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.scorers if s not in SCORERS]
+        if unknown or not self.scorers:
+            raise ValueError(f"scorers must be a non-empty subset of {SCORERS}, got {self.scorers}")
+        if self.frames_per_video < 1 or self.batch_size < 1 or self.max_new_tokens < 1:
+            raise ValueError("frames_per_video, batch_size and max_new_tokens must be >= 1")
 
 
 def score_benchmark(

@@ -53,12 +53,14 @@ class GeneratorConfig(BaseModel):
 
 
 def make_generator(config: GeneratorConfig, seed: int, secret_lookup: SecretLookup | None = None) -> TextGenerator:
+    """The generator ``config`` names; an engine's settings are mapped from ``config`` here."""
+    # Imported per backend: openai, torch and transformers load only when chosen.
     if config.backend == "template":
         from timewarp.generation.template import TemplateGenerator
 
         return TemplateGenerator(seed=seed, question_types=config.question_types)
     if not config.model:
-        raise ValueError(f"generator backend {config.backend!r} needs `model`")
+        raise ValueError(f"generator backend {config.backend!r} needs `model` (a model name, hub id or local path)")
     cache_dir = Path(config.cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
     cache_file = cache_dir / f"{config.backend}.sqlite"
@@ -78,6 +80,14 @@ def make_generator(config: GeneratorConfig, seed: int, secret_lookup: SecretLook
             seed=seed,
         )
         return make_openai_generator(settings, cache_file, secret_lookup=secret_lookup)
-    from timewarp.generation.transformers_backend import make_transformers_generator
+    from timewarp.generation.transformers_backend import LocalLMSettings, make_transformers_generator
 
-    return make_transformers_generator(config, seed, cache_file)
+    # Device and dtype are chosen automatically (timewarp.models.placement).
+    local = LocalLMSettings(
+        model=config.model,
+        max_new_tokens=config.max_tokens,
+        batch_size=config.batch_size,
+        temperature=config.temperature,
+        seed=seed,
+    )
+    return make_transformers_generator(local, cache_file)

@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from timewarp.generation.chat import ChatClient, ChatSettings, ResponseCache
-from timewarp.generation.llm import LLMGenerator, describe_chat_settings
+from timewarp.generation.chat import ChatClient, ChatSettings
+from timewarp.generation.llm import LLMGenerator
+from timewarp.generation.reply_cache import ResponseCache
 
 __all__ = ["GENERATOR_NAME", "make_openai_generator"]
 
@@ -38,10 +39,4 @@ def make_openai_generator(
     except BaseException:
         cache.close()
         raise
-    return LLMGenerator(
-        client,
-        name=GENERATOR_NAME,
-        attempts=attempts,
-        engine_description=describe_chat_settings(settings),
-        closers=[cache.close],
-    )
+    return LLMGenerator(client, name=GENERATOR_NAME, attempts=attempts, closers=[cache.close])

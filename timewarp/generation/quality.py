@@ -10,6 +10,7 @@ from typing import Any
 
 from timewarp.generation.records import OPTION_LETTERS, BenchmarkText, TrainingText
 from timewarp.generation.splits import VideoSplit
+from timewarp.text import normalise_text
 
 
 class DataQualityError(ValueError):
@@ -52,16 +53,12 @@ def _lengths(texts: list[str]) -> dict[str, float]:
     return {"min_words": min(sizes), "mean_words": round(mean(sizes), 2), "max_words": max(sizes)}
 
 
-def _normalise(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
 def build_report(training: TrainingText, benchmark: BenchmarkText, split: VideoSplit) -> QualityReport:
     violations: list[str] = []
     warnings: list[str] = []
     pairs, items = training.preferences, benchmark.items
 
-    same = [p.id for p in pairs if _normalise(p.chosen) == _normalise(p.rejected)]
+    same = [p.id for p in pairs if normalise_text(p.chosen) == normalise_text(p.rejected)]
     if same:
         violations.append(f"{len(same)} preference pair(s) with chosen == rejected, e.g. {same[:3]}")
     empty = [p.id for p in pairs if not p.question.strip() or not p.chosen.strip() or not p.rejected.strip()]
@@ -69,7 +66,8 @@ def build_report(training: TrainingText, benchmark: BenchmarkText, split: VideoS
     if empty:
         violations.append(f"{len(empty)} item(s) with empty text, e.g. {empty[:3]}")
     for item in items:
-        if len(item.options) != len(OPTION_LETTERS) or len({_normalise(o) for o in item.options}) != len(item.options):
+        distinct = {normalise_text(o) for o in item.options}
+        if len(item.options) != len(OPTION_LETTERS) or len(distinct) != len(item.options):
             violations.append(f"{item.id}: needs {len(OPTION_LETTERS)} distinct options, has {item.options}")
         for index in (item.answer_index, item.shuffled_answer_index):
             if not 0 <= index < len(item.options):
@@ -88,11 +86,12 @@ def build_report(training: TrainingText, benchmark: BenchmarkText, split: VideoS
     # reported above (or the paper's overlap, when asked for).
     duplicates_in_video = 0
     for questions in ([(s.video_id, s.question) for s in training.sft], [(i.video_id, i.question) for i in items]):
-        counts = Counter((video_id, _normalise(question)) for video_id, question in questions)
+        counts = Counter((video_id, normalise_text(question)) for video_id, question in questions)
         duplicates_in_video += sum(n - 1 for n in counts.values() if n > 1)
     if duplicates_in_video:
         violations.append(f"{duplicates_in_video} question(s) repeated within one video")
-    duplicate_questions = len(training.sft) + len(items) - len({_normalise(x.question) for x in [*training.sft, *items]})
+    all_questions = [x.question for x in [*training.sft, *items]]
+    duplicate_questions = len(all_questions) - len({normalise_text(q) for q in all_questions})
 
     positions = {
         "normal": dict(Counter(OPTION_LETTERS[i.answer_index] for i in items)),

@@ -105,6 +105,11 @@ class TextGenerator(Protocol):
         holds secrets."""
         ...
 
+    def stats(self) -> dict[str, int]:
+        """Counters of the model calls made so far (requests, cache hits, retries, tokens);
+        empty for a backend that calls no model."""
+        ...
+
     def training_text(self, videos: list[PreparedVideo], questions_per_video: int) -> TrainingText:
         """SFT pairs and preference pairs, ``questions_per_video`` per video where possible."""
         ...

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
+
+from timewarp.seeding import stable_int
 
 
 @dataclass(frozen=True)
@@ -18,8 +19,7 @@ class VideoSplit:
 
 
 def _unit(seed: int, video_id: str) -> float:
-    digest = hashlib.sha256(f"split\x00{seed}\x00{video_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") / 2**64
+    return stable_int("split", seed, video_id, bits=64) / 2**64
 
 
 def split_videos(

@@ -7,7 +7,6 @@ be answered from the order of events; the answers come from :class:`TemporalQues
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +24,7 @@ from timewarp.generation.records import (
     TrainingText,
 )
 from timewarp.generation.temporal import TemporalQuestion, event_names
+from timewarp.seeding import stable_rng
 
 TEMPLATE_VERSION = "template-v2"
 
@@ -67,11 +67,6 @@ OPTION_NOTHING = {"after": "Nothing; the video ends there.", "before": "Nothing;
 MCQ_TYPES = ("beginning", "end", "after", "before")
 
 
-def _rng(*key: object) -> np.random.Generator:
-    digest = hashlib.sha256("\x00".join(map(str, key)).encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
-
-
 def _candidates(count: int, with_pairs: bool) -> list[TemporalQuestion]:
     questions = [TemporalQuestion("beginning"), TemporalQuestion("end")]
     questions += [TemporalQuestion("after", (i,)) for i in range(count)]
@@ -104,6 +99,9 @@ class TemplateGenerator:
             "question_types": list(self.question_types),
         }
 
+    def stats(self) -> dict[str, int]:
+        return {}  # no model calls to count
+
     # -- wording ---------------------------------------------------------------------
     def _question(self, question: TemporalQuestion, names: list[str], rng: np.random.Generator) -> str:
         template = str(rng.choice(QUESTIONS[question.question_type]))
@@ -128,7 +126,7 @@ class TemplateGenerator:
         result = TrainingText()
         for video in videos:
             names = event_names(video.scenes)
-            rng = _rng(self.seed, video.video_id, "training")
+            rng = stable_rng(self.seed, video.video_id, "training")
             true_order = list(range(len(names)))
             picked = []
             # Round-robin over question types for diversity; a question is only usable
@@ -177,10 +175,10 @@ class TemplateGenerator:
         result = BenchmarkText()
         # The correct option's position cycles through A-D (each block of 4 in a seeded
         # order), so positions are balanced over the benchmark.
-        slots = _rng(self.seed, "positions").permutation(len(OPTION_LETTERS))
+        slots = stable_rng(self.seed, "positions").permutation(len(OPTION_LETTERS))
         pool = [sentence for video in videos for sentence in self._option_texts(video)]
         for video in videos:
-            rng = _rng(self.seed, video.video_id, "benchmark")
+            rng = stable_rng(self.seed, video.video_id, "benchmark")
             items = self._video_mcqs(video, mcq_per_video, rng, pool, slots, len(result.items))
             result.items.extend(items)
             if len(items) < mcq_per_video:

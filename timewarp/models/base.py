@@ -1,18 +1,29 @@
-"""The interface every video-LLM family adapter implements.
+"""The contract every video-LLM family adapter implements.
 
 A family adapter knows what differs between model families: how frames enter the chat
-template and the processor, which tensors the forward pass needs, and how to build a
-tiny random-weight checkpoint of the family offline. Training and evaluation code only
-talks to this interface.
+template and the processor, which tensors the forward pass needs, which submodules training
+freezes, adapts with LoRA or trains in full, and how to build a tiny random-weight
+checkpoint of the family offline. Training and evaluation code only talk to
+:class:`VideoLLMFamily`, and read its declarations directly: a family must state every one
+(an empty tuple where it has none), so a new family cannot silently get, say, LoRA on its
+vision tower because it forgot to name its language model.
+
+A new family: subclass :class:`VideoLLMFamily` (or
+:class:`~timewarp.models.video_chat.ChatVideoFamily` for models that take a video as one
+placeholder token) in one module, and add one line to
+:data:`timewarp.models.registry.FAMILY_MODULES`.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
+
+__all__ = ["VideoLLMFamily", "VideoSample"]
 
 
 @dataclass(frozen=True)
@@ -25,11 +36,60 @@ class VideoSample:
     completion: str | None = None
 
 
-class VideoLLMFamily(Protocol):
-    name: str  # e.g. "qwen2_vl"
-    model_types: tuple[str, ...]  # transformers `config.model_type` values it serves
-    vision_keys: tuple[str, ...]  # processor outputs the forward pass needs besides text
+class VideoLLMFamily(ABC):
+    """A model family's adapter. The declarations below are abstract properties: a subclass
+    states each as a class attribute (or a property); one left out makes the class abstract,
+    and creating an instance fails naming what is missing."""
 
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """The family's registry name, e.g. ``"qwen2_vl"``."""
+
+    @property
+    @abstractmethod
+    def model_types(self) -> tuple[str, ...]:
+        """transformers ``config.model_type`` values the family serves."""
+
+    @property
+    @abstractmethod
+    def vision_keys(self) -> tuple[str, ...]:
+        """Processor outputs the forward pass needs besides the text tensors."""
+
+    @property
+    @abstractmethod
+    def language_model_module(self) -> str:
+        """Name (last path component) of the submodule holding the language model: LoRA
+        targets are restricted to it, so same-named projections elsewhere stay frozen."""
+
+    @property
+    @abstractmethod
+    def vision_tower_module(self) -> str:
+        """Name of the vision encoder's submodule, frozen in full fine-tuning unless the
+        recipe trains it (its projector parts excepted)."""
+
+    @property
+    @abstractmethod
+    def projector_modules(self) -> tuple[str, ...]:
+        """Names of the multimodal projector's modules (those a model lacks are skipped):
+        trained in full, with their own learning rate when the recipe sets one."""
+
+    @property
+    @abstractmethod
+    def unused_modules(self) -> tuple[str, ...]:
+        """Names of towers the family's video input never reaches (frozen: no gradients,
+        no optimizer state); ``()`` when there are none."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> VideoLLMFamily:
+        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        if missing:
+            raise TypeError(
+                f"{cls.__name__} does not implement the VideoLLMFamily contract: it lacks {missing}; "
+                "declare each in the class (see timewarp.models.base.VideoLLMFamily)"
+            )
+        return super().__new__(cls)
+
+    @abstractmethod
     def load(
         self,
         path: str,
@@ -40,16 +100,15 @@ class VideoLLMFamily(Protocol):
         trust_remote_code: bool = False,
     ) -> tuple[Any, Any]:
         """(model, processor) from a hub id or a local folder via transformers' Auto classes."""
-        ...
 
+    @abstractmethod
     def encode(self, processor: Any, samples: list[VideoSample]) -> dict[str, Any]:
         """A padded batch: ``input_ids``, ``attention_mask``, ``completion_mask`` (1 on the
         answer's tokens, 0 elsewhere; all 0 when ``completion`` is None) and the family's
         vision tensors, rows in the order of ``samples``."""
-        ...
 
+    @abstractmethod
     def make_tiny(self, out_dir: str | Path, *, seed: int = 0) -> Path:
         """Write a tiny random-weight checkpoint (model, tokenizer with the family's special
         tokens and chat template, the family's real processor) that ``load`` reads exactly
         like a hub checkpoint. Offline, deterministic for a seed."""
-        ...

@@ -23,6 +23,10 @@ TRAINING_STATE = (
     "training_args.bin",
 )
 
+#: The per-step training log a training run writes into its output folder (a record that
+#: inference does not read).
+TRAINING_LOG = "training_log.json"
+
 
 def is_training_state(name: str) -> bool:
     """Whether a file or folder name in a model folder is training state (:data:`TRAINING_STATE`)."""

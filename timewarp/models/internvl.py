@@ -59,8 +59,10 @@ class InternVLFamily(ChatVideoFamily):
     name: str = "internvl"
     model_types: tuple[str, ...] = ("internvl",)
     vision_keys: tuple[str, ...] = ("pixel_values",)
+    language_model_module: str = "language_model"
     vision_tower_module: str = "vision_tower"
     projector_modules: tuple[str, ...] = ("multi_modal_projector",)
+    unused_modules: tuple[str, ...] = ()
 
     def render_prompt(self, processor: Any, question: str) -> str:
         return f"<|im_start|>user\n{processor.video_token}\n{question}<|im_end|>\n<|im_start|>assistant\n"

@@ -62,8 +62,10 @@ class LlavaOnevisionFamily(ChatVideoFamily):
     name: str = "llava_onevision"
     model_types: tuple[str, ...] = ("llava_onevision",)
     vision_keys: tuple[str, ...] = ("pixel_values_videos",)
+    language_model_module: str = "language_model"
     vision_tower_module: str = "vision_tower"
     projector_modules: tuple[str, ...] = ("multi_modal_projector",)
+    unused_modules: tuple[str, ...] = ()
 
     def render_prompt(self, processor: Any, question: str) -> str:
         video = processor.video_token

@@ -27,10 +27,9 @@ from typing import Any, Final
 
 import numpy as np
 
-from timewarp.models.base import VideoSample
+from timewarp.models.base import VideoLLMFamily, VideoSample
 from timewarp.models.registry import register
-from timewarp.models.tiny_text_lm import EOS_TOKEN, PAD_TOKEN, SPECIAL_TOKENS
-from timewarp.models.tiny_tokenizer import VIDEO_CORPUS, train_byte_level_bpe
+from timewarp.models.tiny_tokenizer import EOS_TOKEN, PAD_TOKEN, SPECIAL_TOKENS, VIDEO_CORPUS, train_byte_level_bpe
 
 __all__ = [
     "QWEN_VL_CHAT_TEMPLATE",
@@ -85,15 +84,14 @@ class _Variant:
     # Pixel bounds of the video processor apply to the whole clip (Qwen3-VL) or per frame.
     clip_level_pixels: bool
     needs_fps: bool  # the processor derives timestamps / second_per_grid_ts from an fps
-    projector_modules: tuple[str, ...]
 
 
 #: Every generation this adapter knows, newest last; :func:`available_variants` filters them
 #: by the installed transformers.
 VARIANTS: Final[dict[str, _Variant]] = {
-    "qwen2_vl": _Variant("qwen2_vl", "qwen2_vl", 14, False, False, ("merger",)),
-    "qwen2_5_vl": _Variant("qwen2_5_vl", "qwen2_5_vl", 14, False, True, ("merger",)),
-    "qwen3_vl": _Variant("qwen3_vl", "qwen3_vl", 16, True, True, ("merger", "deepstack_merger_list")),
+    "qwen2_vl": _Variant("qwen2_vl", "qwen2_vl", 14, False, False),
+    "qwen2_5_vl": _Variant("qwen2_5_vl", "qwen2_5_vl", 14, False, True),
+    "qwen3_vl": _Variant("qwen3_vl", "qwen3_vl", 16, True, True),
 }
 
 
@@ -110,7 +108,7 @@ def _is_local(path: str | Path) -> bool:
     return Path(path).is_dir()
 
 
-class QwenVLFamily:
+class QwenVLFamily(VideoLLMFamily):
     """Qwen2-VL / Qwen2.5-VL / Qwen3-VL behind :class:`~timewarp.models.base.VideoLLMFamily`.
 
     Args:
@@ -129,6 +127,9 @@ class QwenVLFamily:
     language_model_module = "language_model"
     #: Submodule holding the vision encoder (and the projector, ``merger``).
     vision_tower_module = "visual"
+    #: The projector: ``merger``, plus Qwen3-VL's ``deepstack_merger_list`` (absent before).
+    projector_modules: tuple[str, ...] = ("merger", "deepstack_merger_list")
+    unused_modules: tuple[str, ...] = ()
 
     def __init__(
         self, *, min_frame_pixels: int = 56 * 56, max_frame_pixels: int = 448 * 448, frames_fps: float = 2.0
@@ -152,10 +153,6 @@ class QwenVLFamily:
             if class_name.startswith(prefix):
                 return VARIANTS[key]
         raise ValueError(f"{class_name} is not a Qwen2-VL / Qwen2.5-VL / Qwen3-VL processor")
-
-    def projector_modules(self, model: Any) -> tuple[str, ...]:
-        """Names (last path component) of the multimodal projector's modules."""
-        return self.variant_of(model).projector_modules
 
     # -- loading ----------------------------------------------------------------------------
 

@@ -1,9 +1,11 @@
 """Offline tiny tokenizers for test checkpoints of any chat model family.
 
-:func:`make_tiny_tokenizer` trains a byte-level BPE tokenizer in milliseconds with the
-same normalizer, split regex and corpus as :mod:`timewarp.models.tiny_text_lm`, adds the
-family's special tokens (chat markers, image/video placeholders, ...) as atomic added
-tokens, and wraps it in a :class:`~transformers.PreTrainedTokenizerFast` carrying the
+:func:`train_byte_level_bpe` trains a byte-level BPE tokenizer in milliseconds on a small
+built-in corpus with Qwen2's pipeline (NFC, Qwen2's split regex, byte-level with no prefix
+space), so tokenization is the same whether transformers loads the saved
+``tokenizer.json`` verbatim or rebuilds it as a ``Qwen2Tokenizer``.
+:func:`make_tiny_tokenizer` adds a family's special tokens (chat markers, image/video
+placeholders, ...) as atomic added tokens, and wraps it in a :class:`~transformers.PreTrainedTokenizerFast` carrying the
 family's chat template. Saved with ``save_pretrained``, it loads back through
 ``AutoTokenizer``/``AutoProcessor`` like a hub tokenizer.
 
@@ -15,13 +17,55 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
-from timewarp.models.tiny_text_lm import _CORPUS, _QWEN2_PRETOKENIZE_REGEX
-
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-__all__ = ["VIDEO_CORPUS", "make_tiny_tokenizer", "train_byte_level_bpe"]
+__all__ = [
+    "EOS_TOKEN",
+    "IM_START",
+    "PAD_TOKEN",
+    "SPECIAL_TOKENS",
+    "VIDEO_CORPUS",
+    "make_tiny_tokenizer",
+    "train_byte_level_bpe",
+]
+
+#: ChatML's special tokens, as Qwen checkpoints name them.
+IM_START: Final = "<|im_start|>"
+#: End of a chat turn: the token a ChatML model stops generating at.
+EOS_TOKEN: Final = "<|im_end|>"
+#: Qwen's document separator, used for padding (as in Qwen2 checkpoints).
+PAD_TOKEN: Final = "<|endoftext|>"
+SPECIAL_TOKENS: Final = (PAD_TOKEN, IM_START, EOS_TOKEN)
+
+#: Same split regex as transformers' Qwen2Tokenizer (digits split one by one).
+_QWEN2_PRETOKENIZE_REGEX: Final = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+    r"""\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+
+# Enough varied text for a few hundred merges; the domain words keep typical
+# prompts short in tokens, which keeps tests fast.
+_CORPUS: Final = (
+    "You are a helpful assistant.",
+    "The video shows a person walking into a kitchen and opening the fridge.",
+    "A man picks up a red ball and throws it across the park to his dog.",
+    "Then the camera pans to the left and a woman starts talking about the weather.",
+    "After the interview, the crowd cheers and the band begins to play music.",
+    "Before the race starts, the runners stretch and line up at the starting line.",
+    "What happens at the beginning of the video? What happens at the end?",
+    "Does the cooking scene happen before the dinner scene? Answer yes or no.",
+    "Which event happens first: the car arrives, or the door opens?",
+    "Question: What happens right after the speech? Answer: The audience claps.",
+    'Reply in JSON: {"question": "...", "answer": "...", "events": [0, 1, 2]}',
+    "Scene 1: a sunny beach. Scene 2: children build a sand castle. Scene 3: sunset.",
+    "The narrator explains the steps, then shows the finished result on the table.",
+    "In the first scene a cat sleeps; in the last scene it chases a toy mouse.",
+    "Generate three temporal questions and their answers for the following captions.",
+    "Numbers 0 1 2 3 4 5 6 7 8 9 10 11 12 and punctuation: , . ; : ! ? ( ) [ ] { } \" '",
+    "system user assistant",
+)
 
 #: Words that video-LLM prompts are made of (frame/time markers, roles of older chat
 #: formats), so the expanded prompts stay short in tokens.

@@ -19,14 +19,14 @@ This module must not import zenml.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from timewarp.models.base import VideoSample
+from timewarp.models.base import VideoLLMFamily, VideoSample
 
 __all__ = [
     "TINY_TEXT_SIZES",
@@ -78,19 +78,12 @@ def mark_completions(attention_mask: Any, counts: Sequence[int]) -> Any:
     return mask
 
 
-class ChatVideoFamily(ABC):
+class ChatVideoFamily(VideoLLMFamily):
     """A :class:`~timewarp.models.base.VideoLLMFamily` for models that transformers loads
     with ``AutoModelForImageTextToText`` + ``AutoProcessor`` and that take a video as
-    one placeholder token in the text."""
+    one placeholder token in the text. A subclass declares the contract's module names and
+    implements the chat format and ``make_tiny``."""
 
-    name: str
-    model_types: tuple[str, ...]
-    vision_keys: tuple[str, ...]
-    # Module names (last path component) the training code uses to freeze the vision
-    # encoder, restrict LoRA to the language model and train the projector.
-    language_model_module: str = "language_model"
-    vision_tower_module: str
-    projector_modules: tuple[str, ...]
     #: Padding side of encoded batches. Right padding keeps the prompt at the same
     #: positions in chosen and rejected rows.
     padding_side: ClassVar[str] = "right"
@@ -109,9 +102,6 @@ class ChatVideoFamily(ABC):
     def processor_call_kwargs(self, processor: Any, samples: Sequence[VideoSample]) -> dict[str, Any]:
         """Extra keyword arguments for the processor call (e.g. frame sizes, metadata)."""
         return {}
-
-    @abstractmethod
-    def make_tiny(self, out_dir: str | Path, *, seed: int = 0) -> Path: ...
 
     # ---- shared ---------------------------------------------------------------------
     def load(
@@ -168,7 +158,7 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
 
 
 # ---- helpers for the tiny checkpoints ------------------------------------------------
-#: Sizes of the tiny language models (as :mod:`timewarp.models.tiny_text_lm`).
+#: Sizes of the tiny language models (as the tests' tiny chat LM, ``tests/tiny_text_lm.py``).
 TINY_TEXT_SIZES: dict[str, int] = {
     "hidden_size": 64,
     "intermediate_size": 128,

@@ -70,8 +70,10 @@ class VideoLlama3Family(ChatVideoFamily):
         "video_merge_sizes",
         "video_compression_mask",
     )
+    language_model_module: str = "language_model"
     vision_tower_module: str = "vision_model"
     projector_modules: tuple[str, ...] = ("projector",)
+    unused_modules: tuple[str, ...] = ()
 
     def __init__(self, *, frame_fps: float = 1.0, video_size: dict[str, int] | None = None) -> None:
         """

@@ -71,6 +71,7 @@ class VideoLlavaFamily(ChatVideoFamily):
     name: str = "video_llava"
     model_types: tuple[str, ...] = ("video_llava",)
     vision_keys: tuple[str, ...] = ("pixel_values_videos",)
+    language_model_module: str = "language_model"
     vision_tower_module: str = "video_tower"
     projector_modules: tuple[str, ...] = ("multi_modal_projector",)
     unused_modules: tuple[str, ...] = ("image_tower",)  # video input never reaches it

@@ -45,9 +45,8 @@ from mlflow.types.schema import Array
 
 from timewarp.evaluation.answering import QuestionError, VideoQuestion, answer_questions
 from timewarp.evaluation.scoring import SCORERS, ScoringConfig
-from timewarp.models.checkpoint import CARD, ModelCheckpoint, is_training_state
+from timewarp.models.checkpoint import CARD, TRAINING_LOG, ModelCheckpoint, is_training_state
 from timewarp.sample import PALETTE, SampleSpec, make_video
-from timewarp.training.common import TRAINING_LOG
 
 __all__ = ["MODEL_CODE", "SIGNATURE", "ServableVideoLLM", "input_example", "log_servable_model"]
 

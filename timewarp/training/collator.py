@@ -25,30 +25,16 @@ import numpy as np
 from timewarp.corpus import PreparedVideo, VideoCorpus
 from timewarp.generation.datasets import PreferenceDataset, SFTDataset
 from timewarp.models.base import VideoLLMFamily, VideoSample
+from timewarp.models.batches import truncate_batch
+from timewarp.models.frames import select_frames
 
 __all__ = [
     "FrameSource",
     "VideoPreferenceCollator",
     "VideoSFTCollator",
     "preference_rows",
-    "select_frames",
     "sft_rows",
-    "truncate_batch",
 ]
-
-#: Batch keys that are per-token (batch, length) tensors, cut together by truncation.
-_TOKEN_KEYS = ("input_ids", "attention_mask", "completion_mask", "mm_token_type_ids", "token_type_ids", "labels")
-
-
-def select_frames(frames: np.ndarray, count: int | None) -> np.ndarray:
-    """``count`` frames spread evenly over ``frames`` (first and last kept), in order; all of
-    them when ``count`` is None or not smaller than what there is."""
-    if count is None or count >= len(frames):
-        return frames
-    if count < 1:
-        raise ValueError(f"frame count must be at least 1, got {count}")
-    indices = np.linspace(0, len(frames) - 1, count).round().astype(int)
-    return frames[indices]
 
 
 def preference_rows(dataset: PreferenceDataset) -> list[dict[str, Any]]:
@@ -92,17 +78,6 @@ class FrameSource:
         if len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return frames
-
-
-def truncate_batch(batch: dict[str, Any], max_length: int | None) -> dict[str, Any]:
-    """Cut the per-token tensors to ``max_length`` (keeping the start). Refuses to cut video
-    tokens: the vision tensors would no longer match the placeholders."""
-    if max_length is None or batch["input_ids"].shape[1] <= max_length:
-        return batch
-    mm = batch.get("mm_token_type_ids")
-    if mm is not None and bool((mm[:, max_length:] != 0).any()):
-        raise ValueError(f"max_length={max_length} would cut video tokens; raise it or set it to None")
-    return {key: (value[:, :max_length] if key in _TOKEN_KEYS else value) for key, value in batch.items()}
 
 
 @dataclass

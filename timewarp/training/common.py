@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from timewarp.models.base import VideoLLMFamily
+from timewarp.models.checkpoint import TRAINING_LOG
 from timewarp.training.config import TrainingRecipe
 
 __all__ = [
-    "TRAINING_LOG",
     "ProjectorLearningRateMixin",
     "TrainingResult",
     "configure_trainable",
@@ -31,10 +31,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-TRAINING_LOG = "training_log.json"
-#: Keys of a training log entry (TRL's names); other logged keys are kept too.
-_LOG_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies")
 
 
 @dataclass
@@ -79,8 +75,7 @@ def projector_module_names(family: VideoLLMFamily, model: Any) -> list[str]:
     to its items, since PEFT wraps modules that are called)."""
     import torch
 
-    short = getattr(family, "projector_modules", None)
-    wanted = set(short(model) if callable(short) else (short or ()))
+    wanted = set(family.projector_modules)
     names: list[str] = []
     for name, module in model.named_modules():
         if name.rsplit(".", 1)[-1] not in wanted:
@@ -104,16 +99,13 @@ def configure_trainable(family: VideoLLMFamily, model: Any, recipe: TrainingReci
         return
     # Towers the family never feeds (Video-LLaVA's image tower for video input) get no
     # gradients; freezing them spares their optimizer state.
-    unused = tuple(getattr(family, "unused_modules", ()))
     for name, parameter in model.named_parameters():
-        if any(f".{module}." in f".{name}" for module in unused):
+        if any(f".{module}." in f".{name}" for module in family.unused_modules):
             parameter.requires_grad_(False)
     if recipe.train_vision_tower:
         return
-    tower = getattr(family, "vision_tower_module", None)
+    tower = family.vision_tower_module
     projector = projector_module_names(family, model)
-    if not tower:
-        return
     for name, parameter in model.named_parameters():
         in_tower = f".{tower}." in f".{name}"
         if in_tower and not _is_under(name, projector):
@@ -128,10 +120,7 @@ def lora_config(family: VideoLLMFamily, model: Any, recipe: TrainingRecipe) -> A
 
     assert recipe.lora is not None
     names = "|".join(re.escape(name) for name in recipe.lora.target_modules)
-    language_model = getattr(family, "language_model_module", None)
-    targets: Any = (
-        rf".*\b{re.escape(language_model)}\..*\.(?:{names})" if language_model else list(recipe.lora.target_modules)
-    )
+    targets = rf".*\b{re.escape(family.language_model_module)}\..*\.(?:{names})"
     to_save = projector_module_names(family, model) if recipe.projector_learning_rate is not None else None
     return LoraConfig(
         r=recipe.lora.r,

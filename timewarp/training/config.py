@@ -36,11 +36,19 @@ class LoraRecipe:
     """LoRA on the language model's projections (the family restricts the targets to its
     language model, so the vision tower is not adapted)."""
 
-    r: int = 128
-    alpha: int = 256
-    dropout: float = 0.05
-    target_modules: list[str] = field(default_factory=lambda: list(LANGUAGE_MODEL_PROJECTIONS))
-    bias: str = "none"
+    r: int = field(default=128, metadata={"help": "LoRA rank: the inner dimension of each adapter."})
+    alpha: int = field(default=256, metadata={"help": "LoRA scaling numerator: adapters are scaled by alpha / r."})
+    dropout: float = field(default=0.05, metadata={"help": "Dropout on the adapters' input, in [0, 1)."})
+    target_modules: list[str] = field(
+        default_factory=lambda: list(LANGUAGE_MODEL_PROJECTIONS),
+        metadata={
+            "help": "Names of the projections to adapt; the family restricts them to its language model, "
+            "so the vision tower's same-named projections are left alone."
+        },
+    )
+    bias: str = field(
+        default="none", metadata={"help": "Which biases LoRA trains: 'none', 'all' or 'lora_only' (PEFT's choices)."}
+    )
 
     def __post_init__(self) -> None:
         if self.r < 1 or self.alpha <= 0 or not 0.0 <= self.dropout < 1.0:
@@ -53,39 +61,78 @@ class LoraRecipe:
 class TrainingRecipe:
     """Settings shared by the DPO and SFT recipes."""
 
-    learning_rate: float = 5e-7
-    # A separate parameter group for the multimodal projector (None: same rate as the rest;
-    # with LoRA, None also leaves the projector frozen).
-    projector_learning_rate: float | None = 2e-5
-    # Full fine-tuning only: also train the vision encoder (frozen by default, as in
-    # LLaVA-style recipes; LoRA never adapts it).
-    train_vision_tower: bool = False
-    num_train_epochs: float = 3.0
-    max_steps: int = -1  # > 0 overrides the epochs
-    warmup_ratio: float = 0.1
-    lr_scheduler_type: str = "linear"
-    weight_decay: float = 0.0
-    per_device_train_batch_size: int = 4
-    gradient_accumulation_steps: int = 4
-    bf16: bool = True
-    gradient_checkpointing: bool = True
-    max_length: int | None = None  # tokens per sequence; None: no truncation (video tokens intact)
-    save_steps: int = 500
-    save_total_limit: int | None = None
-    logging_steps: int = 10
-    seed: int = 42
-    frames_per_video: int = 8
-    lora: LoraRecipe | None = field(default_factory=LoraRecipe)
-    deepspeed: str | None = None  # path to a DeepSpeed JSON config (configs/deepspeed/zero2.json ...)
-    use_cpu: bool = False
-    # Processes to train in (data parallel; the global batch is num_processes x per-device
-    # batch x accumulation). None: one per visible GPU, one on the CPU. N > 1 re-launches the
-    # training under torchrun: one process per GPU, or N CPU processes (gloo) with use_cpu or
-    # without GPUs. The TIMEWARP_NPROC environment variable overrides it.
-    num_processes: int | None = None
-    dataloader_num_workers: int = 0
-    # Any other TrainingArguments / DPOConfig / SFTConfig field, passed through verbatim.
-    trl_overrides: dict[str, Any] = field(default_factory=dict)
+    learning_rate: float = field(default=5e-7, metadata={"help": "Peak learning rate of the model's weights."})
+    projector_learning_rate: float | None = field(
+        default=2e-5,
+        metadata={
+            "help": "Learning rate of a separate parameter group for the multimodal projector. None: the same "
+            "rate as the rest; with LoRA, None also leaves the projector frozen."
+        },
+    )
+    train_vision_tower: bool = field(
+        default=False,
+        metadata={
+            "help": "Full fine-tuning only: also train the vision encoder (frozen by default, as in "
+            "LLaVA-style recipes; LoRA never adapts it)."
+        },
+    )
+    num_train_epochs: float = field(default=3.0, metadata={"help": "Passes over the training data."})
+    max_steps: int = field(default=-1, metadata={"help": "Optimizer steps to train; > 0 overrides the epochs."})
+    warmup_ratio: float = field(
+        default=0.1, metadata={"help": "Share of the training steps spent warming the learning rate up, in [0, 1)."}
+    )
+    lr_scheduler_type: str = field(
+        default="linear", metadata={"help": "Learning rate schedule after warm-up (a transformers scheduler name)."}
+    )
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    per_device_train_batch_size: int = field(
+        default=4, metadata={"help": "Rows per forward in each process (a DPO row is a chosen/rejected pair)."}
+    )
+    gradient_accumulation_steps: int = field(
+        default=4, metadata={"help": "Forwards whose gradients add up to one optimizer step."}
+    )
+    bf16: bool = field(default=True, metadata={"help": "Train in bfloat16 (GPU recipes); False: float32."})
+    gradient_checkpointing: bool = field(
+        default=True, metadata={"help": "Recompute activations in the backward pass to save memory."}
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Tokens kept per sequence; None: no truncation (video tokens are never cut)."},
+    )
+    save_steps: int = field(default=500, metadata={"help": "Optimizer steps between checkpoints."})
+    save_total_limit: int | None = field(
+        default=None, metadata={"help": "Checkpoints kept (the oldest are deleted); None: all."}
+    )
+    logging_steps: int = field(default=10, metadata={"help": "Optimizer steps between training log entries."})
+    seed: int = field(default=42, metadata={"help": "Seed of the trainer's random numbers (data order, dropout)."})
+    frames_per_video: int = field(
+        default=8, metadata={"help": "Frames shown per video, spread evenly over its stored frames."}
+    )
+    lora: LoraRecipe | None = field(
+        default_factory=LoraRecipe,
+        metadata={"help": "LoRA settings; None: full fine-tuning. A mapping in YAML (lora: {r: 16})."},
+    )
+    deepspeed: str | None = field(
+        default=None,
+        metadata={"help": "Path to a DeepSpeed JSON config (configs/deepspeed/zero2.json ...); None: no DeepSpeed."},
+    )
+    use_cpu: bool = field(default=False, metadata={"help": "Train on the CPU even where there are GPUs."})
+    num_processes: int | None = field(
+        default=None,
+        metadata={
+            "help": "Processes to train in (data parallel; the global batch is num_processes x per-device "
+            "batch x accumulation). None: one per visible GPU, one on the CPU. N > 1 re-launches the training "
+            "under torchrun: one process per GPU, or N CPU processes (gloo) with use_cpu or without GPUs. The "
+            "TIMEWARP_NPROC environment variable overrides it."
+        },
+    )
+    dataloader_num_workers: int = field(
+        default=0, metadata={"help": "Data loader worker processes; 0: load batches in the training process."}
+    )
+    trl_overrides: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "Any other TrainingArguments / DPOConfig / SFTConfig field, passed through verbatim."},
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.lora, dict):
@@ -198,15 +245,31 @@ class TrainingRecipe:
 class DPORecipe(TrainingRecipe):
     """DPO on (video, question, chosen, rejected) with TRL's DPOTrainer."""
 
-    # One loss or a list (e.g. ["sigmoid", "sft"], weighted by loss_weights), as TRL accepts.
-    loss_type: str | list[str] = "sigmoid"
-    loss_weights: list[float] | None = None
-    beta: float = 0.1
-    label_smoothing: float = 0.0
-    # Reference log-probs computed once before training and stored with the data (so the
-    # reference model is not run each epoch nor kept in memory); False runs it every step.
-    precompute_ref_log_probs: bool = True
-    ref_batch_size: int | None = None  # pairs per reference forward; None: the train batch
+    loss_type: str | list[str] = field(
+        default="sigmoid",
+        metadata={
+            "help": "One DPO loss or a list (e.g. ['sigmoid', 'sft'], weighted by loss_weights), as TRL accepts."
+        },
+    )
+    loss_weights: list[float] | None = field(
+        default=None, metadata={"help": "Weight of each loss of loss_type; None: all 1."}
+    )
+    beta: float = field(
+        default=0.1, metadata={"help": "DPO's beta: how far the policy may move from the reference (higher: less)."}
+    )
+    label_smoothing: float = field(
+        default=0.0, metadata={"help": "Assumed share of flipped preference labels (conservative DPO); 0: none."}
+    )
+    precompute_ref_log_probs: bool = field(
+        default=True,
+        metadata={
+            "help": "Compute the reference log-probs once before training and store them with the data (so the "
+            "reference model is not run each epoch nor kept in memory); False runs it every step."
+        },
+    )
+    ref_batch_size: int | None = field(
+        default=None, metadata={"help": "Pairs per reference forward; None: the per-device train batch."}
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -245,7 +308,9 @@ class SFTRecipe(TrainingRecipe):
     the answer tokens only. Defaults as for DPO except a higher learning rate (2e-5, a
     common LoRA SFT rate; the paper trains with DPO only)."""
 
-    learning_rate: float = 2e-5
+    learning_rate: float = field(
+        default=2e-5, metadata={"help": "Peak learning rate of the model's weights (a common LoRA SFT rate)."}
+    )
 
     def to_trl(self, output_dir: str | Path) -> Any:
         """TRL ``SFTConfig`` for this recipe."""

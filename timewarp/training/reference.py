@@ -9,7 +9,8 @@ trainer in :mod:`timewarp.training.dpo` reads the stored values from each batch.
 
 The reference is the base model: a separate model, or the policy with its LoRA adapters
 disabled (:func:`reference_context`). Values are the summed log-probabilities of the
-completion tokens, exactly what TRL's DPOTrainer computes for its live reference.
+completion tokens (:func:`~timewarp.models.logprobs.completion_logps`), exactly what TRL's
+DPOTrainer computes for its live reference.
 
 Under a multi-process launch :func:`gather_reference_logps` splits the pass: each process
 computes a contiguous share of the rows and all of them gather the values, so every process
@@ -29,10 +30,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from timewarp.models.logprobs import completion_logps
+
 __all__ = [
     "REF_CHOSEN",
     "REF_REJECTED",
-    "completion_logps",
     "compute_reference_logps",
     "gather_reference_logps",
     "has_reference_logps",
@@ -40,7 +42,6 @@ __all__ = [
     "reference_context",
     "save_reference_logps",
     "shard_bounds",
-    "unwrap_model",
     "with_reference_logps",
 ]
 
@@ -48,14 +49,6 @@ logger = logging.getLogger(__name__)
 
 REF_CHOSEN = "ref_chosen_logps"
 REF_REJECTED = "ref_rejected_logps"
-#: Batch keys that are not model inputs.
-NON_MODEL_KEYS = frozenset({"completion_mask", REF_CHOSEN, REF_REJECTED, "labels"})
-
-
-def unwrap_model(model: Any) -> Any:
-    """The transformers model inside a PEFT wrapper (or the model itself)."""
-    get_base_model = getattr(model, "get_base_model", None)
-    return get_base_model() if callable(get_base_model) and hasattr(model, "peft_config") else model
 
 
 @contextlib.contextmanager
@@ -66,26 +59,6 @@ def reference_context(model: Any) -> Iterator[None]:
             yield
     else:
         yield
-
-
-def completion_logps(model: Any, batch: dict[str, Any]) -> Any:
-    """Per row of ``batch``: the summed log-probability of its completion tokens
-    (``completion_mask`` 1) given everything before them. Projects only those positions
-    through the LM head, so the (batch, length, vocab) logits are never built."""
-    import torch
-
-    hf_model = unwrap_model(model)
-    inputs = {key: value for key, value in batch.items() if key not in NON_MODEL_KEYS}
-    hidden = hf_model.base_model(**inputs, use_cache=False).last_hidden_state[:, :-1]
-    targets = batch["input_ids"][:, 1:]
-    mask = batch["completion_mask"][:, 1:].bool()
-    lm_head = hf_model.get_output_embeddings()
-    rows = torch.arange(mask.shape[0], device=mask.device).unsqueeze(1).expand_as(mask)[mask]
-    logits = lm_head(hidden[mask].to(lm_head.weight.device)).float()
-    token_logps = torch.log_softmax(logits, dim=-1).gather(1, targets[mask].unsqueeze(1).to(logits.device))[:, 0]
-    return torch.zeros(mask.shape[0], dtype=torch.float32, device=logits.device).index_add_(
-        0, rows.to(logits.device), token_logps
-    )
 
 
 def _to_device(batch: dict[str, Any], device: Any) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""A tiny random-weight chat LM, built offline, that loads like a hub checkpoint.
+"""A tiny random-weight chat LM, built offline, that loads like a hub checkpoint (only
+tests use it, so it lives with them).
 
 :func:`make_tiny_chat_lm` writes a Qwen2-architecture causal LM (a few hundred
 thousand random parameters) and a byte-level BPE tokenizer trained in
@@ -8,11 +9,8 @@ folder. ``AutoTokenizer.from_pretrained(folder)`` and
 downloaded instruct checkpoint, so the local text generator can be tested end
 to end without network access or model downloads. Its replies are gibberish.
 
-The tokenizer mirrors Qwen2's pipeline (NFC, Qwen2's split regex, byte-level
-with no prefix space), so tokenization is the same whether transformers loads
-the saved ``tokenizer.json`` verbatim or rebuilds it as a ``Qwen2Tokenizer``.
-
-This module must not import zenml.
+The tokenizer is :func:`timewarp.models.tiny_tokenizer.train_byte_level_bpe`'s, which
+mirrors Qwen2's pipeline.
 """
 
 from __future__ import annotations
@@ -21,27 +19,9 @@ import os
 from pathlib import Path
 from typing import Final
 
-__all__ = [
-    "CHATML_TEMPLATE",
-    "EOS_TOKEN",
-    "IM_START",
-    "PAD_TOKEN",
-    "SPECIAL_TOKENS",
-    "make_tiny_chat_lm",
-]
+from timewarp.models.tiny_tokenizer import EOS_TOKEN, PAD_TOKEN, SPECIAL_TOKENS, train_byte_level_bpe
 
-IM_START: Final = "<|im_start|>"
-#: End of a chat turn: the token a ChatML model stops generating at.
-EOS_TOKEN: Final = "<|im_end|>"
-#: Qwen's document separator, used for padding (as in Qwen2 checkpoints).
-PAD_TOKEN: Final = "<|endoftext|>"
-SPECIAL_TOKENS: Final = (PAD_TOKEN, IM_START, EOS_TOKEN)
-
-#: Same split regex as transformers' Qwen2Tokenizer (digits split one by one).
-_QWEN2_PRETOKENIZE_REGEX: Final = (
-    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
-    r"""\s*[\r\n]+|\s+(?!\S)|\s+"""
-)
+__all__ = ["CHATML_TEMPLATE", "make_tiny_chat_lm"]
 
 #: ChatML as Qwen2.5-Instruct uses it, without tool calling: a default system
 #: turn when the conversation has none, and ``<|im_start|>assistant\n`` for
@@ -57,36 +37,6 @@ CHATML_TEMPLATE: Final = (
     "{{- '<|im_start|>assistant\\n' }}"
     "{%- endif %}"
 )
-
-# Enough varied text for a few hundred merges; the domain words keep typical
-# prompts short in tokens, which keeps tests fast.
-_CORPUS: Final = (
-    "You are a helpful assistant.",
-    "The video shows a person walking into a kitchen and opening the fridge.",
-    "A man picks up a red ball and throws it across the park to his dog.",
-    "Then the camera pans to the left and a woman starts talking about the weather.",
-    "After the interview, the crowd cheers and the band begins to play music.",
-    "Before the race starts, the runners stretch and line up at the starting line.",
-    "What happens at the beginning of the video? What happens at the end?",
-    "Does the cooking scene happen before the dinner scene? Answer yes or no.",
-    "Which event happens first: the car arrives, or the door opens?",
-    "Question: What happens right after the speech? Answer: The audience claps.",
-    'Reply in JSON: {"question": "...", "answer": "...", "events": [0, 1, 2]}',
-    "Scene 1: a sunny beach. Scene 2: children build a sand castle. Scene 3: sunset.",
-    "The narrator explains the steps, then shows the finished result on the table.",
-    "In the first scene a cat sleeps; in the last scene it chases a toy mouse.",
-    "Generate three temporal questions and their answers for the following captions.",
-    "Numbers 0 1 2 3 4 5 6 7 8 9 10 11 12 and punctuation: , . ; : ! ? ( ) [ ] { } \" '",
-    "system user assistant",
-)
-
-
-def _train_tokenizer(vocab_size: int):  # -> tokenizers.Tokenizer
-    """Byte-level BPE trained on :data:`_CORPUS` with Qwen2's normalizer and pre-tokenizer."""
-    # Imported here: tiny_tokenizer reads this module's corpus and regex at import time.
-    from timewarp.models.tiny_tokenizer import train_byte_level_bpe
-
-    return train_byte_level_bpe(SPECIAL_TOKENS, vocab_size=vocab_size, extra_corpus=())
 
 
 def make_tiny_chat_lm(
@@ -134,7 +84,8 @@ def make_tiny_chat_lm(
     out.mkdir(parents=True, exist_ok=True)
 
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_train_tokenizer(vocab_size),
+        # The tiny tokenizer's own corpus only (no video words), as this model has always had.
+        tokenizer_object=train_byte_level_bpe(SPECIAL_TOKENS, vocab_size=vocab_size, extra_corpus=()),
         eos_token=EOS_TOKEN,
         pad_token=PAD_TOKEN,
         unk_token=None,
