@@ -88,16 +88,20 @@ def timewarp_explicit(
     # The run's training steps and their recipes: on Kubernetes a GPU recipe needs GPU pods.
     trained_on = {"train_dpo": dpo_values, "train_sft": with_sft and sft_values, "continue_sft": control and sft_values}
     check_run(gpu_steps=[step for step, recipe in trained_on.items() if recipe and not recipe["use_cpu"]])
+
+    # ---- data: shards -> corpus -> SFT / preference pairs and benchmarks ----
     corpus, sft, preferences, normal, shuffled, _ = data_stage(
         finevideo_root, max_videos, max_seconds, min_scenes, seed, frames_per_video, render_shuffled_videos,
         export_dir, sample_videos, integer_timestamps, shard_groups, workers, generator, questions_per_video,
         mcq_per_video, benchmark_fraction, paper_overlap, sample_preset,
     )
+    # ---- training: [SFT] -> DPO ----
     model = prepare_base_model(base_model, model_family, seed)
     if with_sft:
         model = train_sft(model, sft, corpus, sft_values, checkpoint_root)
     trained = train_dpo(model, preferences, corpus, dpo_values, checkpoint_root)
 
+    # ---- evaluation: every model on the normal and shuffled benchmarks ----
     evaluation = (normal, shuffled, corpus, dpo_values["frames_per_video"], list(scorers))
     start_eval = evaluate_model(model, *evaluation, id="evaluate_base")
     trained_eval = evaluate_model(trained, *evaluation, id="evaluate_trained")
@@ -107,6 +111,8 @@ def timewarp_explicit(
         control_model = continue_sft(model, sft, preferences, corpus, sft_values, dpo_values, checkpoint_root)
         control_eval = evaluate_model(control_model, *evaluation, id="evaluate_control")
         control_report = compare_models(start_eval, control_eval, id="compare_control")
+
+    # ---- promotion: the registry's champion re-scored, the gate, registration ----
     champion_eval = evaluate_champion(normal, shuffled, corpus, dpo_values["frames_per_video"], [gate_scorer],
                                       registered_model_name)
     register_model.with_options(experiment_tracker=tracker.name)(
