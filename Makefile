@@ -11,7 +11,7 @@ export DS_BUILD_OPS ?= 0
 # Parallel test workers; CI machines have 2 cores.
 PYTEST_ARGS ?=
 
-.PHONY: setup stack demo test bench-prepare bench-dpo bench-effect mlflow-ui clean cluster-up cluster-down
+.PHONY: setup stack demo test bench-prepare bench-dpo bench-effect mlflow-ui clean cluster-up cluster-down cluster-trigger
 
 # One pip call installs everything (a second call can break zenml's pins); a changed
 # pyproject.toml rebuilds the environment from scratch.
@@ -66,3 +66,10 @@ cluster-up: setup
 
 cluster-down:
 	$(BIN)/python -m infra.cluster down
+
+# One run now from a schedule's CronJob (the emulator has no CronJob controller, so a schedule
+# never fires by itself): what `kubectl create job --from=cronjob/...` does, then it waits and
+# ends like `zenml pipeline run` (infra/trigger.py; works on any Kubernetes stack).
+# SCHEDULE=<name>: which schedule (default: the newest of timewarp_explicit); TIMEOUT=<seconds>.
+cluster-trigger: setup
+	$(BIN)/python -m infra.trigger $(if $(SCHEDULE),--schedule '$(SCHEDULE)') $(if $(TIMEOUT),--timeout $(TIMEOUT))

@@ -32,8 +32,11 @@ zenml service-connector describe "$CONNECTOR" >/dev/null 2>&1 || zenml service-c
 zenml secret get mlflow_secret >/dev/null 2>&1 || zenml secret create mlflow_secret \
   --username="${MLFLOW_TRACKING_USERNAME:-}" --password="${MLFLOW_TRACKING_PASSWORD:-}"
 
+# The pods' ZenML API token goes into a Kubernetes Secret, not the Job or CronJob manifest (a
+# schedule's token is valid as long as the schedule).
 have_component orchestrator timewarp-k8s || zenml orchestrator register timewarp-k8s --flavor=kubernetes \
-  --kubernetes_namespace="$K8S_NAMESPACE" --connector="$CONNECTOR" --resource-id="$EKS_CLUSTER"
+  --kubernetes_namespace="$K8S_NAMESPACE" --pass_zenml_token_as_secret=True --connector="$CONNECTOR" \
+  --resource-id="$EKS_CLUSTER"
 have_component artifact-store timewarp-s3 || zenml artifact-store register timewarp-s3 --flavor=s3 \
   --path="$ARTIFACT_BUCKET" --connector="$CONNECTOR" --resource-id="$BUCKET"
 have_component container-registry timewarp-ecr || zenml container-registry register timewarp-ecr --flavor=aws \

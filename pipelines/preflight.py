@@ -12,6 +12,7 @@ from typing import Any
 
 from zenml.client import Client
 from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
+from zenml.config.schedule import Schedule
 from zenml.config.step_configurations import StepConfigurationUpdate
 from zenml.pipelines.compilation_context import PipelineCompilationContext
 from zenml.utils.dict_utils import recursive_update
@@ -41,6 +42,7 @@ def check_run(gpu_steps: Iterable[str] = ()) -> None:
     problems = local_artifact_store_problem(
         orchestrator.flavor, orchestrator.config.is_remote, stack.artifact_store.config.is_local
     )
+    problems += schedule_problems(_run_schedule(pipeline), orchestrator.flavor)
     pipeline_settings, step_settings = _run_settings(pipeline)
     selectors = {"orchestrator", f"orchestrator.{orchestrator.flavor}", f"orchestrator:{orchestrator.name}"}
     settings_class = orchestrator.settings_class if orchestrator.flavor in KUBERNETES_FLAVORS else None
@@ -89,6 +91,31 @@ def _run_settings(pipeline) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     return _dumped(pipeline.configuration.settings), {
         name: _dumped(StepConfigurationUpdate.model_validate(update).settings) for name, update in steps.items()
     }
+
+
+def _run_schedule(pipeline) -> Schedule | None:
+    """The run's schedule: ``with_options(schedule=...)`` over the run config file's."""
+    run_args = pipeline._run_args
+    if run_args.get("schedule"):
+        return run_args["schedule"]
+    if run_args.get("config_path"):
+        return PipelineRunConfiguration(**pipeline._parse_config_file(run_args["config_path"], matcher=["schedule"])).schedule
+    return None
+
+
+def schedule_problems(schedule: Schedule | None, orchestrator_flavor: str) -> list[str]:
+    """What ZenML 0.98 would fail on only after registering the schedule (with a traceback,
+    or leaving the schedule behind without a CronJob)."""
+    if schedule is None:
+        return []
+    problems = []
+    if orchestrator_flavor == "kubernetes" and not schedule.cron_expression:
+        problems.append("the schedule has no cron_expression: the Kubernetes orchestrator schedules runs as a "
+                        "CronJob, which needs one (e.g. \"0 2 * * 1\")")
+    if schedule.name and Client().list_schedules(name=schedule.name).items:
+        problems.append(f"a schedule named {schedule.name!r} exists already: delete it with `zenml pipeline schedule "
+                        f"delete {schedule.name} -y` (that deletes its CronJob) or give this one another name")
+    return problems
 
 
 def _dumped(settings: dict[str, Any] | None) -> dict[str, Any]:

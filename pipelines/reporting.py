@@ -34,6 +34,7 @@ class ReportingPipeline(Pipeline):
             return super().__call__(*args, **kwargs)
         client = Client()
         before = _latest_run_id(client, self.name)
+        schedule_before = _latest_schedule(client, self.name)
         try:
             run = super().__call__(*args, **kwargs)
         except PreflightError as error:
@@ -48,6 +49,9 @@ class ReportingPipeline(Pipeline):
                 raise
             raise SystemExit(failure_message(failed, f"{type(error).__name__}: {error}")) from error
         if run is None:  # a schedule, no run
+            schedule = _latest_schedule(client, self.name)
+            if schedule is not None and (schedule_before is None or schedule.id != schedule_before.id):
+                print("\n".join(schedule_lines(schedule, self.name)))
             return None
         run = client.get_pipeline_run(run.id)
         finish(run, steps_ran_elsewhere=client.active_stack.orchestrator.flavor != "local")
@@ -91,6 +95,27 @@ def failure_message(run, error: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def schedule_lines(schedule, pipeline_name: str) -> list[str]:
+    """What a scheduled submission created and how to run, list, pause, resume and delete
+    it (on the Kubernetes orchestrator: a CronJob, which pause suspends)."""
+    from zenml.integrations.kubernetes.constants import KUBERNETES_CRON_JOB_METADATA_KEY
+
+    cron_job = schedule.run_metadata.get(KUBERNETES_CRON_JOB_METADATA_KEY)
+    name = schedule.name
+    lines = [f"Scheduled {pipeline_name}: schedule {name}, "
+             f"cron {schedule.cron_expression!r}" + (f", Kubernetes CronJob {cron_job}" if cron_job else "")
+             + "; no run was started now"]
+    if cron_job:
+        lines.append(f"  run now: python -m infra.trigger --schedule {name}  (local cluster: make cluster-trigger SCHEDULE={name})")
+    lines += [
+        "  list:    zenml pipeline schedule list",
+        f"  pause:   zenml pipeline schedule deactivate {name}" + ("  (suspends the CronJob)" if cron_job else ""),
+        f"  resume:  zenml pipeline schedule activate {name}",
+        f"  delete:  zenml pipeline schedule delete {name} -y" + ("  (deletes the CronJob)" if cron_job else ""),
+    ]
+    return lines
+
+
 def closing_lines(run, step: str = CLOSING_STEP) -> list[str]:
     """The last message the step printed that holds a line starting with CLOSING_MARKER,
     read from its stored logs (in the artifact store the run wrote them to)."""
@@ -122,6 +147,15 @@ def _under_cli() -> bool:
 def _latest_run_id(client: Client, pipeline_name: str):
     runs = client.list_pipeline_runs(pipeline=pipeline_name, sort_by="desc:created", size=1).items
     return runs[0].id if runs else None
+
+
+def _latest_schedule(client: Client, pipeline_name: str):
+    try:
+        pipeline_id = client.get_pipeline(pipeline_name, hydrate=False).id
+    except KeyError:  # never run or scheduled
+        return None
+    schedules = client.list_schedules(pipeline_id=pipeline_id, sort_by="desc:created", size=1).items
+    return schedules[0] if schedules else None
 
 
 def _newer_run(client: Client, pipeline_name: str, before):

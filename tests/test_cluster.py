@@ -1,6 +1,8 @@
 """The local cluster end to end (one cluster run for the whole suite): ``make cluster-up``,
 the documented ``zenml pipeline run timewarp_explicit -c configs/explicit_k8s_local.yaml``
-through the real ZenML Kubernetes orchestrator against the emulator, ``make cluster-down``.
+through the real ZenML Kubernetes orchestrator against the emulator, then scheduled
+retraining on the same cluster (a CronJob, ``make cluster-trigger`` twice, pause, resume,
+delete), ``make cluster-down``. The tests share the cluster and run in file order.
 
 The pod runner's test hooks fail the first pod of ``prepare_videos_1`` (its Job must retry
 it) and SIGKILL the first ``train_dpo`` pod once a complete checkpoint is on the
@@ -18,9 +20,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
-from infra.cluster import pod_log, read_state
+from infra.cluster import NAMESPACE, pod_log, read_state
 from infra.cluster.sandbox import missing_privileges
 from infra.cluster.services import is_running
 from infra.cluster.stack import BUCKET, REGION, S3_KEYS, STACK
@@ -45,6 +48,10 @@ from zenml.client import Client
 client = Client()
 print(json.dumps({"ZENML_ACTIVE_STACK_ID": str(client.get_stack("%s").id),
                   "ZENML_ACTIVE_PROJECT_ID": str(client.get_project("default").id)}))
+"""
+RUN_COUNT = """
+from zenml.client import Client
+print(Client().list_pipeline_runs(pipeline_name="timewarp_explicit", size=1).total)
 """
 RUN_SUMMARY = """
 import json
@@ -88,6 +95,16 @@ def cluster():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def run_env(cluster) -> dict[str, str]:
+    """The environment of ``zenml`` commands on the cluster: without the pod runner's test
+    hooks, with the cluster's stack and project by id."""
+    _, env, _ = cluster
+    run_env = {key: value for key, value in env.items() if not key.startswith("TIMEWARP_KUBELET_")}
+    ids = _run([sys.executable, "-c", ACTIVE_IDS % STACK], run_env, timeout=120).strip().splitlines()[-1]
+    return {**run_env, **json.loads(ids)}
+
+
 def _manifests(root: Path, kind: str) -> list[dict]:
     return [yaml.safe_load(p.read_text()) for p in sorted((root / "manifests").glob(f"{kind}-*.yaml"))]
 
@@ -99,15 +116,12 @@ def _pods_of(root: Path, step: str) -> list[dict]:
 
 # ~15 pods that each import ZenML and the project: minutes on two shared cores.
 @pytest.mark.timeout(1500)
-def test_explicit_pipeline_on_the_local_cluster(cluster):
+def test_explicit_pipeline_on_the_local_cluster(cluster, run_env):
     import boto3
     from mlflow.tracking import MlflowClient
 
     root, env, make = cluster
     urls = read_state(root)["urls"]
-    run_env = {key: value for key, value in env.items() if not key.startswith("TIMEWARP_KUBELET_")}
-    ids = _run([sys.executable, "-c", ACTIVE_IDS % STACK], run_env, timeout=120).strip().splitlines()[-1]
-    run_env.update(json.loads(ids))
     output = _run([str(BIN / "zenml"), "pipeline", "run", "timewarp_explicit", "-c", "configs/explicit_k8s_local.yaml"],
                   run_env, timeout=900)
 
@@ -154,7 +168,63 @@ def test_explicit_pipeline_on_the_local_cluster(cluster):
     _run([str(BIN / "kubernetes-validate"), "--strict", "--quiet", "-k", KUBERNETES_VERSION, *manifests],
          env, timeout=300)
 
+
+# After the run above, whose cached steps make each triggered run a few pods long.
+@pytest.mark.timeout(2100)
+def test_scheduled_retraining_on_the_local_cluster(cluster, run_env):
+    from mlflow.tracking import MlflowClient
+
+    root, env, make = cluster
+    urls = read_state(root)["urls"]
+    registry = MlflowClient(tracking_uri=urls["mlflow"])
+    versions_before = {v.version for v in registry.search_model_versions("name='timewarp-explicit'")}
+    runs_before = _run([sys.executable, "-c", RUN_COUNT], run_env, timeout=120).strip().splitlines()[-1]
+
+    # Scheduling creates the CronJob and returns without a run, saying what it made.
+    schedule = yaml.safe_load((REPO_ROOT / "configs" / "retrain_k8s_local.yaml").read_text())["schedule"]
+    output = _run([str(BIN / "zenml"), "pipeline", "run", "timewarp_explicit", "-c", "configs/retrain_k8s_local.yaml"],
+                  run_env, timeout=300)
+    (cron_job,) = _manifests(root, "CronJob")
+    name = cron_job["metadata"]["name"]
+    assert cron_job["spec"]["schedule"] == schedule["cron_expression"]
+    assert f"schedule {schedule['name']}, cron '{schedule['cron_expression']}', Kubernetes CronJob {name}" in output
+    assert _run([sys.executable, "-c", RUN_COUNT], run_env, timeout=120).strip().splitlines()[-1] == runs_before
+
+    # Two runs from it now, each ending with the closing lines of a run; each re-scored the
+    # champion of the moment (the first cluster run's model, then whichever won) on its items.
+    for _ in range(2):
+        output = _run([*make, "cluster-trigger"], run_env, timeout=900)
+        assert re.search(r"^Registered timewarp-explicit version \d+ as (champion|challenger): \S", output, re.M), \
+            output[-3000:]
+        assert re.search(r"^re-scored the champion models:/timewarp-explicit/\d+ on benchmark bench-", output, re.M), \
+            output[-3000:]
+    new = [v for v in registry.search_model_versions("name='timewarp-explicit'") if v.version not in versions_before]
+    assert len(new) == 2 and all(v.tags.get("promotion") in ("champion", "challenger") for v in new), new
+    # The registry says why: the reason, and the scores both models had on the same items.
+    for version in new:
+        assert version.tags["promotion_reason"] and version.tags["compared_with"].startswith("version "), version.tags
+        assert {"candidate.accuracy_normal", "champion.accuracy_normal", "gate_scorer"} <= set(version.tags)
+    manual = [job for job in _manifests(root, "Job") if job["metadata"].get("ownerReferences", [{}])[0].get("name") == name]
+    assert len(manual) == 2
+    assert all(job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"] == "manual" for job in manual)
+    created = [str(root / "manifests" / f"{kind}-{obj['metadata']['name']}.yaml") for kind, obj in
+               [("CronJob", cron_job), *(("Job", job) for job in manual)]]
+    _run([str(BIN / "kubernetes-validate"), "--strict", "--quiet", "-k", KUBERNETES_VERSION, *created], env, timeout=300)
+
+    # Pause, resume and delete, as the Kubernetes API has the CronJob after each.
+    cron_job_url = f"{urls['kubernetes']}/apis/batch/v1/namespaces/{NAMESPACE}/cronjobs/{name}"
+    zenml_schedule = [str(BIN / "zenml"), "pipeline", "schedule"]
+    _run([*zenml_schedule, "deactivate", schedule["name"]], run_env, timeout=120)
+    assert requests.get(cron_job_url, timeout=10).json()["spec"]["suspend"] is True
+    _run([*zenml_schedule, "activate", schedule["name"]], run_env, timeout=120)
+    assert requests.get(cron_job_url, timeout=10).json()["spec"]["suspend"] is False
+    _run([*zenml_schedule, "delete", schedule["name"], "-y"], run_env, timeout=120)
+    assert requests.get(cron_job_url, timeout=10).status_code == 404
+
+
+def test_cluster_down_stops_everything_and_switches_the_client_back(cluster):
     # cluster-down stops every recorded process and switches the client back; twice is fine.
+    root, env, make = cluster
     pids = read_state(root)["pids"]
     _run([*make, "cluster-down"], env, timeout=120)
     assert not any(is_running(entry) for entry in pids.values())

@@ -55,7 +55,7 @@ def register_model(
     # The run's closing lines, in one print: `zenml pipeline run` shows this message from the
     # step's stored logs when the step ran in a pod (pipelines/reporting.py).
     print("\n".join([
-        *closing_lines([evaluation_report, control_report], decision, policy),
+        *closing_lines([evaluation_report, control_report], decision, policy, champion_evaluation.model_path),
         f"MLflow run {run.run_id} (experiment {run.experiment_id}, tracking {mlflow.get_tracking_uri()})",
         f"Registered {registration.model_name} version {registration.version} as {registration.alias}: "
         f"{registration.decision.reason}",

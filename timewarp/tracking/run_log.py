@@ -73,10 +73,14 @@ def log_training_run(
             mlflow.log_artifact(str(Path(folder) / name), artifact_path="plots")
 
 
-def closing_lines(reports: list[ComparisonReport | None], decision: PromotionDecision, policy: GatePolicy) -> list[str]:
+def closing_lines(
+    reports: list[ComparisonReport | None], decision: PromotionDecision, policy: GatePolicy, champion_uri: str | None
+) -> list[str]:
     """Every model's accuracies with their intervals, then the gate's comparison with the
-    champion (its scorer's rows)."""
+    re-scored champion (its scorer's rows)."""
     lines = [line for report in reports if report is not None for line in report.lines()]
     if decision.comparison is not None:
+        lines.append(f"re-scored the champion {champion_uri} on benchmark {decision.comparison.benchmark_version} "
+                     f"with {policy.scorer}:")
         lines += [line for line in decision.comparison.lines() if line.lstrip().startswith(policy.scorer)]
     return lines
