@@ -4,6 +4,7 @@ from pipelines.preflight import check_run
 from pipelines.reporting import reported
 from pipelines.stages import data_stage
 from timewarp.generation.config import GeneratorConfig
+from timewarp.run_config import DataSettings, GenerationSettings
 
 
 @reported
@@ -33,10 +34,9 @@ def timewarp_data(
 
     With no ``finevideo_root`` it runs on a generated FineVideo miniature.
     """
+    parameters = locals()  # the flat parameters, grouped and validated before anything runs
+    data = DataSettings(**{name: parameters[name] for name in DataSettings.model_fields})
+    generation = GenerationSettings(**{name: parameters[name] for name in GenerationSettings.model_fields})
     check_run()
-    _, sft, preferences, normal, shuffled, _ = data_stage(
-        finevideo_root, max_videos, max_seconds, min_scenes, seed, frames_per_video, render_shuffled_videos,
-        export_dir, sample_videos, integer_timestamps, shard_groups, workers, generator, questions_per_video,
-        mcq_per_video, benchmark_fraction, paper_overlap, sample_preset,
-    )
+    _, sft, preferences, normal, shuffled, _ = data_stage(data, generation)
     return sft, preferences, normal, shuffled

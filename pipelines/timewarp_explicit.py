@@ -8,13 +8,13 @@ from steps.evaluation import compare_models, evaluate_champion, evaluate_model
 from steps.registry import register_model
 from steps.training import continue_sft, prepare_base_model, train_dpo, train_sft
 from timewarp.generation.config import GeneratorConfig
-from timewarp.tracking.promotion import GATED_METRICS, GatePolicy
+from timewarp.run_config import ExplicitRunSettings
+from timewarp.tracking.promotion import GATED_METRICS
 from timewarp.training.config import DPORecipe, SFTRecipe
 
 #: The embedded default trains on the one-hop questions a tiny model learns in a minute on
 #: a CPU; "after"/"before" (find the anchor, then step) stay near chance at that budget.
 DEFAULT_QUESTION_TYPES = ("beginning", "end")
-CONTROLS = ("sft_continue",)
 
 
 @reported
@@ -68,41 +68,36 @@ def timewarp_explicit(
     video) of its paired difference from the champion exceeds ``gate_margin`` on every one of
     ``gate_metrics`` (:mod:`timewarp.tracking.promotion`).
     """
+    # The flat parameters, grouped and validated (timewarp.run_config) before anything runs.
+    run = ExplicitRunSettings.from_parameters(locals())
+    data, training, promotion = run.data, run.training, run.promotion
     tracker = Client().active_stack.experiment_tracker
     if tracker is None:  # fail before any work, not after training
         raise RuntimeError(
             "timewarp_explicit logs to MLflow, but the active stack has no experiment tracker: "
             "run `make stack` for the local one, or see infra/README.md"
         )
-    if control not in (None, *CONTROLS):
-        raise ValueError(f"control must be one of {CONTROLS} or unset, got {control!r}")
-    if gate_scorer not in scorers:
-        raise ValueError(f"gate_scorer {gate_scorer!r} is not one of the scorers {list(scorers)}")
-    GatePolicy(gate_scorer, tuple(gate_metrics), gate_margin)  # fail on a bad gate before any work
-    with_sft = sft_stage if sft_stage is not None else base_model is None
-    if control and not with_sft:
-        raise ValueError("control: sft_continue continues the SFT stage; it needs sft_stage")
     # Recipes are read here, so the steps' cache keys follow the recipe's content.
-    dpo_values = DPORecipe.from_yaml(dpo_recipe, **(recipe_overrides or {})).to_dict()
-    sft_values = SFTRecipe.from_yaml(sft_recipe, **SFTRecipe.own_fields(recipe_overrides or {})).to_dict()
+    overrides = training.recipe_overrides or {}
+    dpo_values = DPORecipe.from_yaml(training.dpo_recipe, **overrides).to_dict()
+    sft_values = SFTRecipe.from_yaml(training.sft_recipe, **SFTRecipe.own_fields(overrides)).to_dict()
+    with_sft, control = training.with_sft, training.control
     # The run's training steps and their recipes: on Kubernetes a GPU recipe needs GPU pods.
     trained_on = {"train_dpo": dpo_values, "train_sft": with_sft and sft_values, "continue_sft": control and sft_values}
     check_run(gpu_steps=[step for step, recipe in trained_on.items() if recipe and not recipe["use_cpu"]])
 
     # ---- data: shards -> corpus -> SFT / preference pairs and benchmarks ----
-    corpus, sft, preferences, normal, shuffled, _ = data_stage(
-        finevideo_root, max_videos, max_seconds, min_scenes, seed, frames_per_video, render_shuffled_videos,
-        export_dir, sample_videos, integer_timestamps, shard_groups, workers, generator, questions_per_video,
-        mcq_per_video, benchmark_fraction, paper_overlap, sample_preset,
-    )
+    corpus, sft, preferences, normal, shuffled, _ = data_stage(data, run.generation)
+
     # ---- training: [SFT] -> DPO ----
-    model = prepare_base_model(base_model, model_family, seed)
+    checkpoint_root = training.checkpoint_root
+    model = prepare_base_model(training.base_model, training.model_family, data.seed)
     if with_sft:
         model = train_sft(model, sft, corpus, sft_values, checkpoint_root)
     trained = train_dpo(model, preferences, corpus, dpo_values, checkpoint_root)
 
     # ---- evaluation: every model on the normal and shuffled benchmarks ----
-    evaluation = (normal, shuffled, corpus, dpo_values["frames_per_video"], list(scorers))
+    evaluation = (normal, shuffled, corpus, dpo_values["frames_per_video"], list(run.evaluation.scorers))
     start_eval = evaluate_model(model, *evaluation, id="evaluate_base")
     trained_eval = evaluate_model(trained, *evaluation, id="evaluate_trained")
     report = compare_models(start_eval, trained_eval)
@@ -113,11 +108,11 @@ def timewarp_explicit(
         control_report = compare_models(start_eval, control_eval, id="compare_control")
 
     # ---- promotion: the registry's champion re-scored, the gate, registration ----
-    champion_eval = evaluate_champion(normal, shuffled, corpus, dpo_values["frames_per_video"], [gate_scorer],
-                                      registered_model_name)
+    champion_eval = evaluate_champion(normal, shuffled, corpus, dpo_values["frames_per_video"],
+                                      [promotion.gate_scorer], promotion.registered_model_name)
     register_model.with_options(experiment_tracker=tracker.name)(
-        trained, report, trained_eval, champion_eval, gate_scorer, registered_model_name, control_report,
-        list(gate_metrics), gate_margin,
+        trained, report, trained_eval, champion_eval, promotion.gate_scorer, promotion.registered_model_name,
+        control_report, list(promotion.gate_metrics), promotion.gate_margin,
     )
     return trained, report
 

@@ -1,0 +1,138 @@
+"""The settings of a run, grouped by stage and validated once, when the pipeline is composed.
+
+Users still set the pipelines' flat parameters (the documented contract: ``sample_videos:``,
+``gate_margin:`` ... in a run YAML); each pipeline builds these groups from them first, so a
+bad value fails with pydantic's message before any step runs, and the stages take a group
+whole instead of a long row of positional arguments.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from timewarp.evaluation.scoring import SCORERS
+from timewarp.generation.config import GeneratorConfig
+from timewarp.tracking.promotion import GATED_METRICS, GatePolicy
+
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataSettings(_Settings):
+    """Shards -> corpus -> split (``timewarp_data`` and the data stage of every pipeline)."""
+
+    finevideo_root: str | None = Field(None, description="FineVideo-layout shards (any fsspec URI); unset: a generated sample")
+    max_videos: int | None = Field(None, ge=1, description="the first rows read, over all shards")
+    max_seconds: float = Field(105.0, gt=0, description="scenes are kept up to this time")
+    min_scenes: int = Field(2, ge=1, description="videos with fewer scenes are rejected")
+    seed: int = Field(0, description="shuffles, split and sample")
+    frames_per_video: int = Field(8, ge=1, description="frames stored per video")
+    render_shuffled_videos: bool = Field(False, description="also encode the shuffled videos as mp4")
+    export_dir: str | None = Field(None, description="write the paper's layout here")
+    sample_videos: int = Field(24, ge=1, description="videos of the generated sample")
+    sample_preset: str = Field("small", description="the generated sample's preset")
+    integer_timestamps: bool = Field(False, description="the released scripts' whole-second scene times")
+    shard_groups: int = Field(1, ge=1, description="parallel prepare_videos steps")
+    workers: int = Field(1, ge=1, description="processes per prepare_videos step")
+    benchmark_fraction: float = Field(0.25, gt=0, lt=1, description="share of videos held out for the benchmarks")
+    paper_overlap: bool = Field(False, description="let benchmark videos also give training data, as the paper did")
+
+
+class GenerationSettings(_Settings):
+    """Training text and benchmarks from the corpus."""
+
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    questions_per_video: int = Field(3, ge=1, description="training questions per video")
+    mcq_per_video: int = Field(3, ge=1, description="benchmark questions per video")
+
+
+class TrainingSettings(_Settings):
+    """The base model, the SFT stage, DPO and the control arm."""
+
+    base_model: str | None = None
+    model_family: str = "qwen2_vl"
+    sft_stage: bool | None = None
+    control: Literal["sft_continue"] | None = None
+    sft_recipe: str = "configs/recipes/sft_cpu_tiny.yaml"
+    dpo_recipe: str = "configs/recipes/dpo_cpu_tiny.yaml"
+    recipe_overrides: dict[str, Any] | None = None
+    checkpoint_root: str = ".timewarp/checkpoints"
+
+    @property
+    def with_sft(self) -> bool:
+        """SFT first: as asked, else when no ``base_model`` is given (a random tiny model must
+        learn the task before DPO can refine it)."""
+        return self.sft_stage if self.sft_stage is not None else self.base_model is None
+
+    @model_validator(mode="after")
+    def _control_needs_sft(self) -> TrainingSettings:
+        if self.control and not self.with_sft:
+            raise ValueError("control: sft_continue continues the SFT stage; it needs sft_stage")
+        return self
+
+
+class EvaluationSettings(_Settings):
+    scorers: tuple[str, ...] = ("text_loglik",)
+
+    @model_validator(mode="after")
+    def _known_scorers(self) -> EvaluationSettings:
+        unknown = [s for s in self.scorers if s not in SCORERS]
+        if unknown or not self.scorers:
+            raise ValueError(f"scorers must be a non-empty subset of {SCORERS}, got {list(self.scorers)}")
+        return self
+
+
+class PromotionSettings(_Settings):
+    gate_scorer: str = "text_loglik"
+    gate_metrics: tuple[str, ...] = GATED_METRICS
+    gate_margin: float = 0.0
+    registered_model_name: str = "timewarp-explicit"
+
+    def policy(self) -> GatePolicy:
+        return GatePolicy(self.gate_scorer, self.gate_metrics, self.gate_margin)
+
+    @model_validator(mode="after")
+    def _valid_policy(self) -> PromotionSettings:
+        self.policy()  # GatePolicy's own checks: metrics and margin
+        return self
+
+
+class ExplicitRunSettings(_Settings):
+    """Every group of a ``timewarp_explicit`` run, checked against each other."""
+
+    data: DataSettings
+    generation: GenerationSettings
+    training: TrainingSettings
+    evaluation: EvaluationSettings
+    promotion: PromotionSettings
+
+    @model_validator(mode="after")
+    def _gate_scorer_is_scored(self) -> ExplicitRunSettings:
+        if self.promotion.gate_scorer not in self.evaluation.scorers:
+            raise ValueError(
+                f"gate_scorer {self.promotion.gate_scorer!r} is not one of the scorers {list(self.evaluation.scorers)}"
+            )
+        return self
+
+    @classmethod
+    def from_parameters(cls, parameters: dict[str, Any]) -> ExplicitRunSettings:
+        """The groups from a pipeline's flat parameters (each name belongs to one group)."""
+        groups: dict[str, dict[str, Any]] = {name: {} for name in cls.model_fields}
+        owners = {field: group for group, model in GROUPS.items() for field in model.model_fields}
+        unknown = sorted(set(parameters) - set(owners))
+        if unknown:
+            raise ValueError(f"unknown parameters {unknown}; the parameters are {sorted(owners)}")
+        for name, value in parameters.items():
+            groups[owners[name]][name] = value
+        return cls(**groups)
+
+
+#: Each group of :class:`ExplicitRunSettings` and its settings class.
+GROUPS: dict[str, type[_Settings]] = {
+    "data": DataSettings, "generation": GenerationSettings, "training": TrainingSettings,
+    "evaluation": EvaluationSettings, "promotion": PromotionSettings,
+}
