@@ -235,16 +235,7 @@ def score_loglik(
         (sample, list(OPTION_LETTERS[: len(item.options)]))
         for item, sample in zip(benchmark.items, samples, strict=True)
     )
-    picks = most_likely_answers(
-        model,
-        processor,
-        family,
-        queries,
-        batch_size=config.batch_size,
-        total=len(benchmark.items),
-        desc=f"loglik scorer ({benchmark.variant})",
-    )
-    return [_result(item, benchmark, pick) for item, pick in zip(benchmark.items, picks, strict=True)]
+    return _most_likely_results(model, processor, family, benchmark, config, queries, "loglik scorer")
 
 
 @scorer("text_loglik")
@@ -258,6 +249,19 @@ def score_text_loglik(
 ) -> list[ItemResult]:
     frames = _VariantFrames(corpus, benchmark.variant, config.frames_per_video)
     queries = ((VideoSample(frames(item.video_id), item.question), item.options) for item in benchmark.items)
+    return _most_likely_results(model, processor, family, benchmark, config, queries, "text log-likelihood scorer")
+
+
+def _most_likely_results(
+    model: Any,
+    processor: Any,
+    family: VideoLLMFamily,
+    benchmark: MCQBenchmark,
+    config: ScoringConfig,
+    queries: Iterable[tuple[VideoSample, Sequence[str]]],
+    scorer_desc: str,
+) -> list[ItemResult]:
+    """One result per item: the answer of its query (sample, answers) the model finds most likely."""
     picks = most_likely_answers(
         model,
         processor,
@@ -265,7 +269,7 @@ def score_text_loglik(
         queries,
         batch_size=config.batch_size,
         total=len(benchmark.items),
-        desc=f"text log-likelihood scorer ({benchmark.variant})",
+        desc=f"{scorer_desc} ({benchmark.variant})",
     )
     return [_result(item, benchmark, pick) for item, pick in zip(benchmark.items, picks, strict=True)]
 

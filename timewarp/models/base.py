@@ -89,7 +89,6 @@ class VideoLLMFamily(ABC):
             )
         return super().__new__(cls)
 
-    @abstractmethod
     def load(
         self,
         path: str,
@@ -99,7 +98,20 @@ class VideoLLMFamily(ABC):
         revision: str | None = None,
         trust_remote_code: bool = False,
     ) -> tuple[Any, Any]:
-        """(model, processor) from a hub id or a local folder via transformers' Auto classes."""
+        """(model, processor) from a hub id or a local folder (read offline) via transformers'
+        Auto classes; a checkpoint of a model type the family does not serve is refused."""
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        hub_kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+        if Path(path).is_dir():
+            hub_kwargs["local_files_only"] = True
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, device_map=device_map, **hub_kwargs)
+        if model.config.model_type not in self.model_types:
+            raise ValueError(
+                f"{path} is a {model.config.model_type!r} checkpoint; the {self.name} family serves {self.model_types}"
+            )
+        processor = AutoProcessor.from_pretrained(path, **hub_kwargs)
+        return model, processor
 
     @abstractmethod
     def encode(self, processor: Any, samples: list[VideoSample]) -> dict[str, Any]:

@@ -22,32 +22,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
-from timewarp.models.tiny_tokenizer import make_tiny_tokenizer
 from timewarp.models.video_chat import (
     TINY_TEXT_SIZES,
     TINY_VISION_SIZES,
     ChatVideoFamily,
     build_and_save,
+    chatml_template,
+    make_tiny_chatml_tokenizer,
     token_ids,
 )
 
 __all__ = ["CHAT_TEMPLATE", "FAMILY", "family", "InternVLFamily"]
 
 #: ChatML; an image renders as <IMG_CONTEXT>, a video as <video>, each on its own line.
-CHAT_TEMPLATE: Final = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['content'] is string %}{{- message['content'] }}"
-    "{%- else %}{%- for part in message['content'] %}"
-    "{%- if part['type'] == 'image' %}{{- '<IMG_CONTEXT>\\n' }}"
-    "{%- elif part['type'] == 'video' %}{{- '<video>\\n' }}"
-    "{%- elif part['type'] == 'text' %}{{- part['text'] }}"
-    "{%- endif %}"
-    "{%- endfor %}{%- endif %}"
-    "{{- '<|im_end|>\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
+CHAT_TEMPLATE: Final = chatml_template("<IMG_CONTEXT>", "<video>")
 
 #: Tiny tower: 56 px tiles, 14 px patches -> 4x4 grid, pixel-shuffled to 2x2 = 4 tokens a frame.
 TINY_IMAGE_SIZE: Final = 56
@@ -82,13 +70,10 @@ class InternVLFamily(ChatVideoFamily):
         )
 
         side = TINY_IMAGE_SIZE
-        tokenizer = make_tiny_tokenizer(
-            chat_template=CHAT_TEMPLATE,
-            eos_token="<|im_end|>",
-            pad_token="<|endoftext|>",
-            other_special_tokens=("<|im_start|>",),
+        tokenizer = make_tiny_chatml_tokenizer(
+            CHAT_TEMPLATE,
             # The attribute names InternVLProcessor reads (as in InternVL3-hf's tokenizer_config).
-            named_tokens={
+            {
                 "start_image_token": "<img>",
                 "end_image_token": "</img>",
                 "context_image_token": "<IMG_CONTEXT>",

@@ -22,12 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
-from timewarp.models.tiny_tokenizer import make_tiny_tokenizer
 from timewarp.models.video_chat import (
     TINY_TEXT_SIZES,
     TINY_VISION_SIZES,
     ChatVideoFamily,
     build_and_save,
+    make_tiny_chatml_tokenizer,
     token_ids,
 )
 
@@ -91,12 +91,9 @@ class LlavaOnevisionFamily(ChatVideoFamily):
         side = TINY_IMAGE_SIZE
         # anyres tiling for still images, scaled down from the real 384-px grid.
         pinpoints = [[side * h, side * w] for h in (1, 2) for w in (1, 2)]
-        tokenizer = make_tiny_tokenizer(
-            chat_template=CHAT_TEMPLATE,
-            eos_token="<|im_end|>",
-            pad_token="<|endoftext|>",
-            other_special_tokens=("<|im_start|>",),
-            named_tokens={"image_token": "<image>", "video_token": "<video>"},
+        tokenizer = make_tiny_chatml_tokenizer(
+            CHAT_TEMPLATE,
+            {"image_token": "<image>", "video_token": "<video>"},
         )
         processor = LlavaOnevisionProcessor(
             image_processor=LlavaOnevisionImageProcessor(

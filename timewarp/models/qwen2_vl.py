@@ -104,10 +104,6 @@ def available_variants() -> tuple[str, ...]:
     )
 
 
-def _is_local(path: str | Path) -> bool:
-    return Path(path).is_dir()
-
-
 class QwenVLFamily(VideoLLMFamily):
     """Qwen2-VL / Qwen2.5-VL / Qwen3-VL behind :class:`~timewarp.models.base.VideoLLMFamily`.
 
@@ -153,35 +149,6 @@ class QwenVLFamily(VideoLLMFamily):
             if class_name.startswith(prefix):
                 return VARIANTS[key]
         raise ValueError(f"{class_name} is not a Qwen2-VL / Qwen2.5-VL / Qwen3-VL processor")
-
-    # -- loading ----------------------------------------------------------------------------
-
-    def load(
-        self,
-        path: str,
-        *,
-        dtype: Any = "auto",
-        device_map: Any = None,
-        revision: str | None = None,
-        trust_remote_code: bool = False,
-    ) -> tuple[Any, Any]:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        local = _is_local(path)
-        model = AutoModelForImageTextToText.from_pretrained(
-            path,
-            dtype=dtype,
-            device_map=device_map,
-            revision=revision,
-            trust_remote_code=trust_remote_code,
-            local_files_only=local,
-        )
-        processor = AutoProcessor.from_pretrained(
-            path, revision=revision, trust_remote_code=trust_remote_code, local_files_only=local
-        )
-        if model.config.model_type not in self.model_types:
-            raise ValueError(f"{path} is a {model.config.model_type!r} model, not one of {self.model_types}")
-        return model, processor
 
     # -- encoding ---------------------------------------------------------------------------
 

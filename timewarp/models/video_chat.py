@@ -1,9 +1,9 @@
 """Shared machinery of the chat video-LLM family adapters (LLaVA-OneVision, Video-LLaVA,
 InternVL, VideoLLaMA3).
 
-Each family differs in its chat format, its processor and its vision tensors; loading
-through the Auto classes, padding, and marking the answer's tokens are the same for all
-and live here in :class:`ChatVideoFamily`.
+Each family differs in its chat format, its processor and its vision tensors; padding and
+marking the answer's tokens are the same for all and live here in :class:`ChatVideoFamily`
+(loading through the Auto classes is :meth:`VideoLLMFamily.load`'s, shared by every family).
 
 How ``completion_mask`` is found: the family renders the prompt (up to and including the
 assistant's generation prompt) and the completion (the text the template puts after it:
@@ -20,20 +20,23 @@ This module must not import zenml.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from timewarp.models.base import VideoLLMFamily, VideoSample
+from timewarp.models.tiny_tokenizer import EOS_TOKEN, IM_START, PAD_TOKEN, make_tiny_tokenizer
 
 __all__ = [
     "TINY_TEXT_SIZES",
     "TINY_VISION_SIZES",
     "ChatVideoFamily",
     "build_and_save",
+    "chatml_template",
     "completion_token_counts",
+    "make_tiny_chatml_tokenizer",
     "mark_completions",
     "token_ids",
 ]
@@ -104,29 +107,6 @@ class ChatVideoFamily(VideoLLMFamily):
         return {}
 
     # ---- shared ---------------------------------------------------------------------
-    def load(
-        self,
-        path: str,
-        *,
-        dtype: Any = "auto",
-        device_map: Any = None,
-        revision: str | None = None,
-        trust_remote_code: bool = False,
-    ) -> tuple[Any, Any]:
-        """(model, processor) from a hub id or a local folder (read offline)."""
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        hub_kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
-        if Path(path).is_dir():
-            hub_kwargs["local_files_only"] = True
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, device_map=device_map, **hub_kwargs)
-        if model.config.model_type not in self.model_types:
-            raise ValueError(
-                f"{path} is a {model.config.model_type!r} checkpoint; the {self.name} family serves {self.model_types}"
-            )
-        processor = AutoProcessor.from_pretrained(path, **hub_kwargs)
-        return model, processor
-
     def encode(self, processor: Any, samples: list[VideoSample]) -> dict[str, Any]:
         """A padded batch (see :meth:`timewarp.models.base.VideoLLMFamily.encode`)."""
         if not samples:
@@ -174,6 +154,37 @@ TINY_VISION_SIZES: dict[str, int] = {
     "num_hidden_layers": 2,
     "num_attention_heads": 2,
 }
+
+
+def chatml_template(image_token: str, video_token: str) -> str:
+    """ChatML in which an image renders as ``image_token`` and a video as ``video_token``,
+    each on its own line where the turn holds it."""
+    return (
+        "{%- for message in messages %}"
+        "{{- '<|im_start|>' + message['role'] + '\\n' }}"
+        "{%- if message['content'] is string %}{{- message['content'] }}"
+        "{%- else %}{%- for part in message['content'] %}"
+        "{%- if part['type'] == 'image' %}{{- '" + image_token + "\\n' }}"
+        "{%- elif part['type'] == 'video' %}{{- '" + video_token + "\\n' }}"
+        "{%- elif part['type'] == 'text' %}{{- part['text'] }}"
+        "{%- endif %}"
+        "{%- endfor %}{%- endif %}"
+        "{{- '<|im_end|>\\n' }}"
+        "{%- endfor %}"
+        "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+    )
+
+
+def make_tiny_chatml_tokenizer(chat_template: str, named_tokens: Mapping[str, str]) -> Any:
+    """A tiny tokenizer with ChatML's special tokens (as Qwen checkpoints name them) and the
+    family's ``named_tokens`` (see :func:`~timewarp.models.tiny_tokenizer.make_tiny_tokenizer`)."""
+    return make_tiny_tokenizer(
+        chat_template=chat_template,
+        eos_token=EOS_TOKEN,
+        pad_token=PAD_TOKEN,
+        other_special_tokens=(IM_START,),
+        named_tokens=named_tokens,
+    )
 
 
 def token_ids(tokenizer: Any) -> dict[str, int | None]:

@@ -26,32 +26,20 @@ from pathlib import Path
 from typing import Any, Final
 
 from timewarp.models.base import VideoSample
-from timewarp.models.tiny_tokenizer import make_tiny_tokenizer
 from timewarp.models.video_chat import (
     TINY_TEXT_SIZES,
     TINY_VISION_SIZES,
     ChatVideoFamily,
     build_and_save,
+    chatml_template,
+    make_tiny_chatml_tokenizer,
     token_ids,
 )
 
 __all__ = ["CHAT_TEMPLATE", "FAMILY", "family", "VideoLlama3Family"]
 
 #: ChatML; an image renders as <|image_pad|>, a video as <|video_pad|>, each on its own line.
-CHAT_TEMPLATE: Final = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['content'] is string %}{{- message['content'] }}"
-    "{%- else %}{%- for part in message['content'] %}"
-    "{%- if part['type'] == 'image' %}{{- '<|image_pad|>\\n' }}"
-    "{%- elif part['type'] == 'video' %}{{- '<|video_pad|>\\n' }}"
-    "{%- elif part['type'] == 'text' %}{{- part['text'] }}"
-    "{%- endif %}"
-    "{%- endfor %}{%- endif %}"
-    "{{- '<|im_end|>\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
+CHAT_TEMPLATE: Final = chatml_template("<|image_pad|>", "<|video_pad|>")
 
 TINY_PATCH_SIZE: Final = 14
 MERGE_SIZE: Final = 2
@@ -127,12 +115,9 @@ class VideoLlama3Family(ChatVideoFamily):
             VideoLlama3VisionConfig,
         )
 
-        tokenizer = make_tiny_tokenizer(
-            chat_template=CHAT_TEMPLATE,
-            eos_token="<|im_end|>",
-            pad_token="<|endoftext|>",
-            other_special_tokens=("<|im_start|>",),
-            named_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
+        tokenizer = make_tiny_chatml_tokenizer(
+            CHAT_TEMPLATE,
+            {"image_token": "<|image_pad|>", "video_token": "<|video_pad|>"},
         )
         processor = VideoLlama3Processor(
             image_processor=VideoLlama3ImageProcessor(

@@ -1,5 +1,6 @@
-"""What DPO and SFT training share: loading, LoRA set-up, the projector's learning rate,
-the training log and the model card (checkpoints: :mod:`timewarp.training.checkpoints`).
+"""What DPO and SFT training share: a run's start and end, loading, LoRA set-up, the
+projector's learning rate, the training log and the model card (checkpoints:
+:mod:`timewarp.training.checkpoints`).
 
 This module must not import zenml.
 """
@@ -13,18 +14,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from timewarp.corpus import VideoCorpus
 from timewarp.models.base import VideoLLMFamily
 from timewarp.models.checkpoint import TRAINING_LOG
+from timewarp.training.checkpoints import last_complete_checkpoint, run_fingerprint
+from timewarp.training.collator import FrameSource
 from timewarp.training.config import TrainingRecipe
 
 __all__ = [
     "ProjectorLearningRateMixin",
     "TrainingResult",
+    "TrainingStart",
     "configure_trainable",
     "finish_training",
     "load_for_training",
     "lora_config",
     "projector_module_names",
+    "start_training",
+    "train_and_finish",
     "training_device",
     "write_model_card",
     "write_training_log",
@@ -43,6 +50,72 @@ class TrainingResult:
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per logging step
     final_metrics: dict[str, float] = field(default_factory=dict)  # train runtime, mean loss, ...
     resumed_from: str | None = None  # checkpoint folder the run continued from
+
+
+@dataclass
+class TrainingStart:
+    """What :func:`start_training` checked and loaded for a run."""
+
+    output_dir: Path
+    family: VideoLLMFamily
+    run: dict[str, Any]  # the run's fingerprint (checkpoints.run_fingerprint)
+    checkpoint: str | None  # the checkpoint to resume from
+    model: Any
+    processor: Any
+    collator: Any
+
+
+# -- start and end of a run ---------------------------------------------------------------
+
+
+def start_training(
+    model_path: str | Path,
+    family: VideoLLMFamily | None,
+    recipe: TrainingRecipe,
+    output_dir: str | Path,
+    corpus: VideoCorpus,
+    collator_class: Any,
+    *,
+    resume: bool,
+    examples: list[Any],
+    what: str,
+) -> TrainingStart:
+    """Check the run (``examples``, named ``what`` in the error, must not be empty), find
+    the checkpoint to resume from, load the model and build ``collator_class`` on it."""
+    from timewarp.models.registry import family_for
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    family = family or family_for(str(model_path))
+    if not examples:
+        raise ValueError(f"no {what} to train on")
+    # Before anything is loaded or written: a folder of another run fails here, untouched.
+    run = run_fingerprint(model_path, family.name, recipe)
+    checkpoint = last_complete_checkpoint(output_dir, run) if resume else None
+    model, processor = load_for_training(family, str(model_path), recipe)
+    collator = collator_class(
+        family, processor, FrameSource(corpus, recipe.frames_per_video), max_length=recipe.max_length
+    )
+    return TrainingStart(output_dir, family, run, checkpoint, model, processor, collator)
+
+
+def train_and_finish(
+    trainer: Any,
+    start: TrainingStart,
+    recipe: TrainingRecipe,
+    base_model: str,
+    data_versions: dict[str, Any] | None,
+    kind: str,
+) -> TrainingResult:
+    """Train (resuming from ``start.checkpoint``), then save the outputs (:func:`finish_training`)."""
+    trainer.run_fingerprint = start.run
+    if start.checkpoint:
+        logger.info("resuming %s from %s", kind, start.checkpoint)
+    trainer.train(resume_from_checkpoint=start.checkpoint)
+    return finish_training(
+        trainer, start.processor, start.family, base_model, recipe, start.output_dir, data_versions,
+        start.checkpoint, kind,
+    )
 
 
 # -- model ----------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ This module must not import zenml.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +27,17 @@ from trl import DPOTrainer
 from timewarp.corpus import VideoCorpus
 from timewarp.generation.datasets import PreferenceDataset
 from timewarp.models.base import VideoLLMFamily
-from timewarp.training.collator import FrameSource, VideoPreferenceCollator, preference_rows
-from timewarp.training.checkpoints import ResumableCheckpointsMixin, last_complete_checkpoint, run_fingerprint
+from timewarp.training.collator import VideoPreferenceCollator, preference_rows
+from timewarp.training.checkpoints import ResumableCheckpointsMixin
 from timewarp.training.common import (
     ProjectorLearningRateMixin,
     TrainingResult,
     configure_trainable,
-    finish_training,
     load_for_training,
     lora_config,
     projector_module_names,
+    start_training,
+    train_and_finish,
     training_device,
 )
 from timewarp.training.config import DPORecipe
@@ -51,8 +51,6 @@ from timewarp.training.reference import (
 from timewarp.training.zero import is_partitioned, partitioned_forward
 
 __all__ = ["REFERENCE_FILE", "VideoDPOTrainer", "build_dpo_trainer", "train_dpo"]
-
-logger = logging.getLogger(__name__)
 
 #: Reference log-probs kept in the output folder so a resumed run does not recompute them.
 REFERENCE_FILE = "reference_logps.json"
@@ -174,20 +172,11 @@ def train_dpo(
             the pipeline names its own models by artifact, not by a local folder).
         callbacks: Extra ``transformers.TrainerCallback`` objects.
     """
-    from timewarp.models.registry import family_for
-
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    family = family or family_for(str(model_path))
-    if not preferences.pairs:
-        raise ValueError("no preference pairs to train on")
-    # Before anything is loaded or written: a folder of another run fails here, untouched.
-    run = run_fingerprint(model_path, family.name, recipe)
-    checkpoint = last_complete_checkpoint(output_dir, run) if resume else None
-    model, processor = load_for_training(family, str(model_path), recipe)
-    collator = VideoPreferenceCollator(
-        family, processor, FrameSource(corpus, recipe.frames_per_video), max_length=recipe.max_length
+    start = start_training(
+        model_path, family, recipe, output_dir, corpus, VideoPreferenceCollator,
+        resume=resume, examples=preferences.pairs, what="preference pairs",
     )
+    output_dir, family, model, collator = start.output_dir, start.family, start.model, start.collator
     rows = preference_rows(preferences)
 
     ref_model = None
@@ -199,7 +188,7 @@ def train_dpo(
         # resumed runs reuse, whole and only after every process has read it and passed the
         # gather, so all processes take the same branch here.
         training_args = recipe.to_trl(output_dir)
-        key = _reference_key(run, recipe, family)
+        key = _reference_key(start.run, recipe, family)
         stored = load_reference_logps(output_dir / REFERENCE_FILE, rows, key=key)
         if stored is None:
             if not is_partitioned(model):  # DeepSpeed placed a ZeRO-3 model's shards already
@@ -217,13 +206,6 @@ def train_dpo(
         ref_model, _ = load_for_training(family, str(model_path), recipe)
 
     trainer = build_dpo_trainer(
-        model, processor, family, rows, collator, recipe, output_dir, ref_model=ref_model, callbacks=callbacks
+        model, start.processor, family, rows, collator, recipe, output_dir, ref_model=ref_model, callbacks=callbacks
     )
-    trainer.run_fingerprint = run
-    if checkpoint:
-        logger.info("resuming DPO from %s", checkpoint)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    return finish_training(
-        trainer, processor, family, base_model_name or str(model_path), recipe, output_dir, data_versions,
-        checkpoint, "DPO",
-    )
+    return train_and_finish(trainer, start, recipe, base_model_name or str(model_path), data_versions, "DPO")

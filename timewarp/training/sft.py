@@ -9,7 +9,6 @@ This module must not import zenml.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +17,20 @@ from trl import SFTTrainer
 from timewarp.corpus import VideoCorpus
 from timewarp.generation.datasets import SFTDataset
 from timewarp.models.base import VideoLLMFamily
-from timewarp.training.collator import FrameSource, VideoSFTCollator, sft_rows
-from timewarp.training.checkpoints import ResumableCheckpointsMixin, last_complete_checkpoint, run_fingerprint
+from timewarp.training.collator import VideoSFTCollator, sft_rows
+from timewarp.training.checkpoints import ResumableCheckpointsMixin
 from timewarp.training.common import (
     ProjectorLearningRateMixin,
     TrainingResult,
     configure_trainable,
-    finish_training,
-    load_for_training,
     lora_config,
     projector_module_names,
+    start_training,
+    train_and_finish,
 )
 from timewarp.training.config import SFTRecipe
 
 __all__ = ["VideoSFTTrainer", "train_sft"]
-
-logger = logging.getLogger(__name__)
 
 
 class VideoSFTTrainer(ResumableCheckpointsMixin, ProjectorLearningRateMixin, SFTTrainer):
@@ -57,37 +54,21 @@ def train_sft(
     :func:`~timewarp.training.dpo.train_dpo`."""
     from datasets import Dataset
 
-    from timewarp.models.registry import family_for
-
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    family = family or family_for(str(model_path))
-    if not examples.pairs:
-        raise ValueError("no SFT examples to train on")
-    # Before anything is loaded or written: a folder of another run fails here, untouched.
-    run = run_fingerprint(model_path, family.name, recipe)
-    checkpoint = last_complete_checkpoint(output_dir, run) if resume else None
-    model, processor = load_for_training(family, str(model_path), recipe)
-    collator = VideoSFTCollator(
-        family, processor, FrameSource(corpus, recipe.frames_per_video), max_length=recipe.max_length
+    start = start_training(
+        model_path, family, recipe, output_dir, corpus, VideoSFTCollator,
+        resume=resume, examples=examples.pairs, what="SFT examples",
     )
+    family, model = start.family, start.model
     configure_trainable(family, model, recipe)
     trainer = VideoSFTTrainer(
         model=model,
-        args=recipe.to_trl(output_dir),
+        args=recipe.to_trl(start.output_dir),
         train_dataset=Dataset.from_list(sft_rows(examples)),
-        processing_class=processor,
-        data_collator=collator,
+        processing_class=start.processor,
+        data_collator=start.collator,
         peft_config=lora_config(family, model, recipe) if recipe.lora is not None else None,
         callbacks=callbacks,
     )
     trainer.projector_learning_rate = recipe.projector_learning_rate
     trainer.projector_names = tuple(projector_module_names(family, model))
-    trainer.run_fingerprint = run
-    if checkpoint:
-        logger.info("resuming SFT from %s", checkpoint)
-    trainer.train(resume_from_checkpoint=checkpoint)
-    return finish_training(
-        trainer, processor, family, base_model_name or str(model_path), recipe, output_dir, data_versions,
-        checkpoint, "SFT",
-    )
+    return train_and_finish(trainer, start, recipe, base_model_name or str(model_path), data_versions, "SFT")
