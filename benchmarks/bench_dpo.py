@@ -83,7 +83,7 @@ from benchmarks.dpo_report import (  # noqa: E402
     require_like_for_like,
 )
 from benchmarks.dpo_workload import Pair, make_model, make_pairs, our_rows, trl_rows, write_corpus  # noqa: E402
-from timewarp.corpus import VideoCorpus  # noqa: E402
+from timewarp.data.corpus import VideoCorpus  # noqa: E402
 from timewarp.models.qwen2_vl import IMAGE_PAD, VIDEO_PAD, family  # noqa: E402
 from timewarp.training.collator import FrameSource, VideoPreferenceCollator  # noqa: E402
 from timewarp.training.common import configure_trainable, load_for_training, lora_config, training_device  # noqa: E402

@@ -26,13 +26,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from timewarp.finevideo import validate_annotation  # noqa: E402
-from timewarp.ingest import iter_rows, list_shards  # noqa: E402
-from timewarp.prepare import PrepareConfig, prepare_corpus  # noqa: E402
-from timewarp.sample import SampleSpec, make_video, sample_video_id, write_shard  # noqa: E402
-from timewarp.scenes import select_scenes  # noqa: E402
-from timewarp.shuffle import permute, scene_permutation  # noqa: E402
-from timewarp.video import render_clips  # noqa: E402
+from timewarp.data.finevideo import validate_annotation  # noqa: E402
+from timewarp.data.ingest import iter_rows, list_shards  # noqa: E402
+from timewarp.data.prepare import PrepareConfig, prepare_corpus  # noqa: E402
+from timewarp.data.sample import SampleSpec, make_video, sample_video_id, write_shard  # noqa: E402
+from timewarp.data.scenes import select_scenes  # noqa: E402
+from timewarp.data.shuffle import permute, scene_permutation  # noqa: E402
+from timewarp.data.video import render_clips  # noqa: E402
 
 
 def build_corpus(root: Path, rows: int, unique: int) -> Path:

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from timewarp.corpus import PreparedVideo, VideoCorpus
+from timewarp.data.corpus import PreparedVideo, VideoCorpus
 from timewarp.models.qwen2_vl import QwenVLFamily, family
-from timewarp.scenes import SceneSpan
+from timewarp.data.scenes import SceneSpan
 from timewarp.models.frames import select_frames
 
 # -- model -----------------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import os
 
 from materializers._html import frame_strip
 from materializers._storage import is_local
-from timewarp.corpus import VideoCorpus
+from timewarp.data.corpus import VideoCorpus
 
 
 class FramePreview:

@@ -13,7 +13,7 @@ from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
 
 from materializers._html import page, table
-from timewarp.corpus import REJECTIONS, RejectionLog
+from timewarp.data.corpus import REJECTIONS, RejectionLog
 
 LISTED = 200
 

@@ -12,7 +12,7 @@ from zenml.materializers.base_materializer import BaseMaterializer
 
 from materializers._html import page, table
 from materializers._storage import upload_folder
-from timewarp.ingest import ShardSet
+from timewarp.data.ingest import ShardSet
 
 LISTING = "shards.json"
 STORED_FLAG = "stored_in_artifact"

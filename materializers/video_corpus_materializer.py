@@ -16,8 +16,8 @@ from zenml.materializers.base_materializer import BaseMaterializer
 
 from materializers._html import frame_strip, page, table
 from materializers._storage import ArtifactFileFetch, is_local, upload_folder
-from timewarp.corpus import VideoCorpus
-from timewarp.remote_media import RemoteMedia
+from timewarp.data.corpus import VideoCorpus
+from timewarp.data.remote_media import RemoteMedia
 
 PREVIEW_VIDEOS = 4
 

@@ -5,7 +5,7 @@ from pipelines.preflight import check_run
 from pipelines.reporting import reported
 from pipelines.stages import data_stage
 from steps.evaluation import compare_models, evaluate_champion, evaluate_model
-from steps.registry import register_model
+from steps.tracking import register_model
 from steps.training import continue_sft, prepare_base_model, train_dpo, train_sft
 from timewarp.generation.config import GeneratorConfig
 from timewarp.run_config import ExplicitRunSettings

@@ -17,7 +17,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 import pytest  # noqa: E402
 
-from timewarp.sample import make_sample  # noqa: E402
+from timewarp.data.sample import make_sample  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

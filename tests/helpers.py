@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from timewarp.sample import SampleSpec, make_video, write_shard
+from timewarp.data.sample import SampleSpec, make_video, write_shard
 
 
 def good_row(video_id: str, seed: int = 0) -> tuple[bytes, dict]:
@@ -51,7 +51,7 @@ def background_colour(frame) -> str:
     """The palette colour nearest to a frame's corner (the shape never reaches corners)."""
     import numpy as np
 
-    from timewarp.sample import PALETTE
+    from timewarp.data.sample import PALETTE
 
     pixel = np.asarray(frame[1, 1], dtype=float)
     return min(PALETTE, key=lambda name: float(np.sum((np.asarray(PALETTE[name]) - pixel) ** 2)))
@@ -59,7 +59,7 @@ def background_colour(frame) -> str:
 
 def caption_colour(caption: str) -> str:
     """The background colour a generated caption names."""
-    from timewarp.sample import PALETTE
+    from timewarp.data.sample import PALETTE
 
     return next(
         name for name in PALETTE if f" {name} background" in caption or caption.startswith(f"{name.capitalize()} scene.")

@@ -2,7 +2,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from timewarp.ingest import list_shards
+from timewarp.data.ingest import list_shards
 
 
 def test_make_sample_console_script(tmp_path):

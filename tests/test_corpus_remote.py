@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from timewarp.corpus import MANIFEST, RejectionLog, VideoCorpus
-from timewarp.ingest import list_shards
-from timewarp.prepare import PrepareConfig, prepare_corpus
-from timewarp.remote_media import CorpusMediaError
+from timewarp.data.corpus import MANIFEST, RejectionLog, VideoCorpus
+from timewarp.data.ingest import list_shards
+from timewarp.data.prepare import PrepareConfig, prepare_corpus
+from timewarp.data.remote_media import CorpusMediaError
 from timewarp.training.collator import FrameSource
 
 BUCKET = "timewarp-artifacts"
@@ -132,7 +132,7 @@ def _cached(corpus: VideoCorpus) -> set[str]:
 def test_training_reads_only_its_frames_and_export_gets_the_videos(
     local_corpus, artifact_store, load_corpus, tmp_path
 ):
-    from timewarp.export import export_corpus
+    from timewarp.data.export import export_corpus
 
     corpus = load_corpus(_store_corpus(local_corpus, artifact_store))
     assert _cached(corpus) == {MANIFEST}
@@ -222,7 +222,7 @@ def test_a_forked_process_fetches_with_its_own_storage_client(local_corpus, arti
 def test_a_lazily_loaded_corpus_saves_whole_and_bad_files_are_named(
     local_corpus, artifact_store, load_corpus, tmp_path
 ):
-    from timewarp.export import export_corpus
+    from timewarp.data.export import export_corpus
 
     first = load_corpus(_store_corpus(local_corpus, artifact_store))
     first.frames(first.videos[0])

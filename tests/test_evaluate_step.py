@@ -10,7 +10,7 @@ from zenml import pipeline, step
 from steps._workdir import scratch_dir
 from steps.evaluation import evaluate_model
 from steps.training import prepare_base_model
-from timewarp.corpus import VideoCorpus
+from timewarp.data.corpus import VideoCorpus
 from timewarp.generation.datasets import MCQBenchmark
 
 pytestmark = pytest.mark.pipeline
@@ -24,9 +24,9 @@ def tiny_benchmarks() -> Tuple[
 ]:
     """A small corpus and one question per video, as the data stage makes them."""
     from timewarp.generation.template import TemplateGenerator
-    from timewarp.ingest import list_shards
-    from timewarp.prepare import PrepareConfig, prepare_corpus
-    from timewarp.sample import make_sample
+    from timewarp.data.ingest import list_shards
+    from timewarp.data.prepare import PrepareConfig, prepare_corpus
+    from timewarp.data.sample import make_sample
 
     root = scratch_dir("evaluate-step")
     make_sample(root / "raw", videos=4, seed=1)

@@ -25,7 +25,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from timewarp.corpus import VideoCorpus  # noqa: E402
+from timewarp.data.corpus import VideoCorpus  # noqa: E402
 from timewarp.evaluation import scoring  # noqa: E402
 from timewarp.evaluation.loglik import (  # noqa: E402
     answer_token_ids,
@@ -41,11 +41,11 @@ from timewarp.evaluation.scoring import (  # noqa: E402
 from timewarp.generation.datasets import BENCHMARK_VARIANTS, MCQBenchmark  # noqa: E402
 from timewarp.generation.records import OPTION_LETTERS, MCQItem  # noqa: E402
 from timewarp.generation.template import TemplateGenerator  # noqa: E402
-from timewarp.ingest import list_shards  # noqa: E402
+from timewarp.data.ingest import list_shards  # noqa: E402
 from timewarp.models.base import VideoSample  # noqa: E402
 from timewarp.models.frames import select_frames  # noqa: E402
-from timewarp.prepare import PrepareConfig, prepare_corpus  # noqa: E402
-from timewarp.sample import make_sample  # noqa: E402
+from timewarp.data.prepare import PrepareConfig, prepare_corpus  # noqa: E402
+from timewarp.data.sample import make_sample  # noqa: E402
 
 FAMILIES = ("qwen2_vl", "llava_onevision", "video_llava", "internvl", "video_llama_3")
 STORED_FRAMES = 4

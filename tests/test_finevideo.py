@@ -2,7 +2,7 @@ import copy
 
 import pytest
 
-from timewarp.finevideo import format_timestamp, parse_timestamp, validate_annotation
+from timewarp.data.finevideo import format_timestamp, parse_timestamp, validate_annotation
 from helpers import good_row
 
 

@@ -2,8 +2,8 @@ import fsspec
 import pyarrow.parquet as pq
 import pytest
 
-from timewarp.ingest import iter_rows, list_shards
-from timewarp.sample import finevideo_arrow_schema, make_sample
+from timewarp.data.ingest import iter_rows, list_shards
+from timewarp.data.sample import finevideo_arrow_schema, make_sample
 from helpers import good_row, write_rows
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from timewarp.corpus import PreparedVideo
+from timewarp.data.corpus import PreparedVideo
 from timewarp.generation.chat import ChatSettings
 from timewarp.generation.engine import ChatFailure, Engine, Message
 from timewarp.generation.llm import LLMGenerator
@@ -29,7 +29,7 @@ from timewarp.generation.replies import answer_event, parse_json_reply
 from timewarp.generation.replies import numbered_events
 from timewarp.generation.reply_cache import ResponseCache
 from timewarp.generation.temporal import TemporalQuestion, event_phrase, event_sentence
-from timewarp.scenes import SceneSpan
+from timewarp.data.scenes import SceneSpan
 
 try:
     from tests.chat_server import Behaviour, ChatServer, status

@@ -170,7 +170,7 @@ def test_tiny_qwen2_vl_spells_each_sample_colour_with_one_token(tmp_path: Path) 
     from transformers import AutoProcessor
 
     from timewarp.models.qwen2_vl import family
-    from timewarp.sample import PALETTE
+    from timewarp.data.sample import PALETTE
 
     folder = family.make_tiny(tmp_path / "qwen2_vl", seed=0)
     tokenizer = AutoProcessor.from_pretrained(folder).tokenizer

@@ -142,8 +142,8 @@ def test_bfloat16_on_request_and_every_scorer_runs(
     from timewarp.evaluation.scoring import ScoringConfig, score_benchmark
     from timewarp.generation.datasets import MCQBenchmark
     from timewarp.generation.template import TemplateGenerator
-    from timewarp.ingest import list_shards
-    from timewarp.prepare import PrepareConfig, prepare_corpus
+    from timewarp.data.ingest import list_shards
+    from timewarp.data.prepare import PrepareConfig, prepare_corpus
 
     checkpoint = ModelCheckpoint(
         path=str(adapter), family="qwen2_vl", kind="DPO", base_model=str(tiny), adapter=True, recipe={"bf16": False}

@@ -14,7 +14,7 @@ from zenml.client import Client
 
 from conftest import REPO_ROOT
 from steps.generation import check_data_quality, generate_benchmark, generate_training_text
-from timewarp.corpus import VideoCorpus
+from timewarp.data.corpus import VideoCorpus
 from timewarp.generation.config import GeneratorConfig
 from timewarp.generation.splits import VideoSplit
 
@@ -94,8 +94,8 @@ def test_generated_text_artifacts(exported_run):
 
 
 def test_lineage_leads_from_the_export_back_to_shard_and_row(exported_run, zenml_client, sample_root):
-    from timewarp.corpus import VideoCorpus
-    from timewarp.ingest import ShardSet
+    from timewarp.data.corpus import VideoCorpus
+    from timewarp.data.ingest import ShardSet
 
     run, export = exported_run
     lineage = json.loads((export / "lineage.json").read_text())

@@ -5,15 +5,15 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from timewarp.ingest import list_shards
-from timewarp.prepare import PrepareConfig, merge_corpora, prepare_corpus
-from timewarp.corpus import VideoCorpus
-from timewarp.sample import SampleSpec, make_sample
+from timewarp.data.ingest import list_shards
+from timewarp.data.prepare import PrepareConfig, merge_corpora, prepare_corpus
+from timewarp.data.corpus import VideoCorpus
+from timewarp.data.sample import SampleSpec, make_sample
 from helpers import background_colour, caption_colour, good_row, with_id, write_rows
 
 
 def _shift_times(annotation: dict, seconds: float) -> dict:
-    from timewarp.finevideo import format_timestamp, parse_timestamp
+    from timewarp.data.finevideo import format_timestamp, parse_timestamp
 
     annotation = copy.deepcopy(annotation)
     for scene in annotation["content_metadata"]["scenes"]:
@@ -151,7 +151,7 @@ def test_duplicate_across_groups_keeps_the_first_row(tmp_path):
 
 
 def test_rendered_shuffled_video_plays_permuted_scenes(sample_root, tmp_path):
-    from timewarp.video import read_frames
+    from timewarp.data.video import read_frames
 
     corpus, _ = prepare_corpus(
         list_shards(str(sample_root)), tmp_path / "c", PrepareConfig(render_shuffled_videos=True), max_videos=2

@@ -290,7 +290,7 @@ _SFT_CHILD = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     from transformers import TrainerCallback
-    from timewarp.corpus import VideoCorpus
+    from timewarp.data.corpus import VideoCorpus
     from timewarp.generation.datasets import SFTDataset
     from timewarp.generation.template import TemplateGenerator
     from timewarp.training.config import SFTRecipe

@@ -1,7 +1,7 @@
 import pytest
 
-from timewarp.finevideo import validate_annotation
-from timewarp.scenes import SceneRuleError, SceneRules, SceneSpan, allocate_frames, frame_times, select_scenes
+from timewarp.data.finevideo import validate_annotation
+from timewarp.data.scenes import SceneRuleError, SceneRules, SceneSpan, allocate_frames, frame_times, select_scenes
 from helpers import annotation_with_activities
 
 

@@ -33,16 +33,16 @@ from timewarp.evaluation.scoring import generate_replies, lettered_prompt  # noq
 from timewarp.generation.datasets import SFTDataset  # noqa: E402
 from timewarp.generation.records import OPTION_LETTERS  # noqa: E402
 from timewarp.generation.template import TemplateGenerator  # noqa: E402
-from timewarp.ingest import list_shards  # noqa: E402
+from timewarp.data.ingest import list_shards  # noqa: E402
 from timewarp.models.base import VideoSample  # noqa: E402
 from timewarp.models.checkpoint import ModelCheckpoint  # noqa: E402
 from timewarp.models.qwen2_vl import family  # noqa: E402
-from timewarp.prepare import PrepareConfig, prepare_corpus  # noqa: E402
-from timewarp.sample import make_sample  # noqa: E402
+from timewarp.data.prepare import PrepareConfig, prepare_corpus  # noqa: E402
+from timewarp.data.sample import make_sample  # noqa: E402
 from timewarp.tracking.servable import log_servable_model  # noqa: E402
 from timewarp.training.config import LoraRecipe, SFTRecipe  # noqa: E402
 from timewarp.training.sft import train_sft  # noqa: E402
-from timewarp.video import read_frames, video_info  # noqa: E402
+from timewarp.data.video import read_frames, video_info  # noqa: E402
 
 FRAMES = 4
 STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json", "training_args.bin")

@@ -3,9 +3,9 @@ from hypothesis import strategies as st
 
 import hashlib
 
-from timewarp.scenes import SceneSpan
+from timewarp.data.scenes import SceneSpan
 from timewarp.seeding import stable_int, stable_rng
-from timewarp.shuffle import combine_captions, permute, scene_permutation
+from timewarp.data.shuffle import combine_captions, permute, scene_permutation
 
 
 @settings(max_examples=300, deadline=None)

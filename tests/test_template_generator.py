@@ -2,13 +2,13 @@ from collections import Counter
 
 import pytest
 
-from timewarp.corpus import PreparedVideo
+from timewarp.data.corpus import PreparedVideo
 from timewarp.generation.records import OPTION_LETTERS
 from timewarp.generation.template import NOTHING_AFTER, NOTHING_BEFORE, OPTION_NOTHING, TemplateGenerator
 from timewarp.generation.config import GeneratorConfig, make_generator
 from timewarp.generation.temporal import TemporalQuestion, event_names, event_phrase, event_sentence
-from timewarp.scenes import SceneSpan
-from timewarp.shuffle import scene_permutation
+from timewarp.data.scenes import SceneSpan
+from timewarp.data.shuffle import scene_permutation
 
 COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "cyan", "pink"]
 

@@ -24,18 +24,18 @@ pytest.importorskip("peft")
 
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, TrainerCallback  # noqa: E402
 
-from timewarp.corpus import VideoCorpus  # noqa: E402
+from timewarp.data.corpus import VideoCorpus  # noqa: E402
 from timewarp.generation.datasets import PreferenceDataset, SFTDataset  # noqa: E402
 from timewarp.generation.template import TemplateGenerator  # noqa: E402
-from timewarp.ingest import list_shards  # noqa: E402
+from timewarp.data.ingest import list_shards  # noqa: E402
 from timewarp.models.base import VideoSample  # noqa: E402
 from timewarp.models.batches import truncate_batch  # noqa: E402
 from timewarp.models.frames import select_frames  # noqa: E402
 from timewarp.models.logprobs import completion_logps  # noqa: E402
 from timewarp.models.qwen2_vl import VIDEO_PAD, QwenVLFamily, available_variants, family  # noqa: E402
 from timewarp.models.registry import FAMILIES, family_by_name, family_for, register  # noqa: E402
-from timewarp.prepare import PrepareConfig, prepare_corpus  # noqa: E402
-from timewarp.sample import make_sample  # noqa: E402
+from timewarp.data.prepare import PrepareConfig, prepare_corpus  # noqa: E402
+from timewarp.data.sample import make_sample  # noqa: E402
 from timewarp.training.collator import (  # noqa: E402
     FrameSource,
     VideoPreferenceCollator,
@@ -510,7 +510,7 @@ def test_deepspeed_zero2_single_process(tmp_path, tiny, corpus, preferences):
     script = textwrap.dedent(
         f"""
         import json, math
-        from timewarp.corpus import VideoCorpus
+        from timewarp.data.corpus import VideoCorpus
         from timewarp.generation.datasets import PreferenceDataset
         from timewarp.generation.template import TemplateGenerator
         from timewarp.training.config import DPORecipe, LoraRecipe

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from timewarp.finevideo import validate_annotation
-from timewarp.scenes import SceneRules, frame_times, select_scenes
-from timewarp.video import VideoDecodeError, available_backends, read_frames, render_clips, video_info
+from timewarp.data.finevideo import validate_annotation
+from timewarp.data.scenes import SceneRules, frame_times, select_scenes
+from timewarp.data.video import VideoDecodeError, available_backends, read_frames, render_clips, video_info
 from helpers import background_colour, caption_colour, good_row
 
 

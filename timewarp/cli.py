@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from timewarp.sample import SampleSpec, make_sample
+from timewarp.data.sample import SampleSpec, make_sample
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,8 +2,8 @@ from typing import Annotated
 
 from zenml import get_step_context, step
 
-from timewarp.corpus import RejectionLog, VideoCorpus
-from timewarp.export import export_corpus as write_export
+from timewarp.data.corpus import RejectionLog, VideoCorpus
+from timewarp.data.export import export_corpus as write_export
 
 
 # Never cached: the export folder lives outside the artifact store and may have changed.

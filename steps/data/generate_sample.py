@@ -4,8 +4,8 @@ from typing import Annotated
 from zenml import step
 
 from steps._workdir import scratch_dir
-from timewarp.ingest import ShardSet, list_shards
-from timewarp.sample import SampleSpec, make_sample
+from timewarp.data.ingest import ShardSet, list_shards
+from timewarp.data.sample import SampleSpec, make_sample
 
 
 @step

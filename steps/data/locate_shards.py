@@ -2,7 +2,7 @@ from typing import Annotated
 
 from zenml import step
 
-from timewarp.ingest import ShardSet, list_shards
+from timewarp.data.ingest import ShardSet, list_shards
 
 
 # Never cached: the listing is re-read each run so changed shards are noticed; steps

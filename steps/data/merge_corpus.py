@@ -3,8 +3,8 @@ from typing import Annotated, Tuple
 from zenml import step
 
 from steps._workdir import scratch_dir
-from timewarp.corpus import RejectionLog, VideoCorpus
-from timewarp.prepare import merge_corpora
+from timewarp.data.corpus import RejectionLog, VideoCorpus
+from timewarp.data.prepare import merge_corpora
 
 
 @step

@@ -3,9 +3,9 @@ from typing import Annotated, Tuple
 from zenml import step
 
 from steps._workdir import scratch_dir
-from timewarp.corpus import RejectionLog, VideoCorpus
-from timewarp.ingest import ShardSet
-from timewarp.prepare import PrepareConfig, prepare_corpus
+from timewarp.data.corpus import RejectionLog, VideoCorpus
+from timewarp.data.ingest import ShardSet
+from timewarp.data.prepare import PrepareConfig, prepare_corpus
 
 
 @step

@@ -3,7 +3,7 @@ from typing import Annotated
 from zenml import log_metadata, step
 from zenml.client import Client
 
-from timewarp.corpus import VideoCorpus
+from timewarp.data.corpus import VideoCorpus
 from timewarp.evaluation.results import ModelEvaluation, benchmark_version
 from timewarp.evaluation.scoring import ScoringConfig, score_benchmarks
 from timewarp.generation.datasets import MCQBenchmark

@@ -3,7 +3,7 @@ from typing import Annotated, Tuple
 from zenml import step
 
 from steps.generation._generator import corpus_uri, log_generation_stats, step_generator
-from timewarp.corpus import VideoCorpus
+from timewarp.data.corpus import VideoCorpus
 from timewarp.generation.config import GeneratorConfig
 from timewarp.generation.datasets import GenerationLog, MCQBenchmark
 from timewarp.generation.splits import VideoSplit

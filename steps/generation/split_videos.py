@@ -2,7 +2,7 @@ from typing import Annotated
 
 from zenml import step
 
-from timewarp.corpus import VideoCorpus
+from timewarp.data.corpus import VideoCorpus
 from timewarp.generation.splits import VideoSplit, split_videos as split
 
 

@@ -1,5 +1,10 @@
-"""Registry stage: MLflow logging, model registration and promotion."""
+"""Moved to :mod:`steps.tracking` (step folders mirror the library's); this name keeps old
+imports and pipeline snapshots that name ``steps.registry.register_model`` working."""
 
-from steps.registry.register_model import register_model
+import importlib
+import sys
+import warnings
 
-__all__ = ["register_model"]
+warnings.warn("steps.registry moved to steps.tracking", DeprecationWarning, stacklevel=2)
+sys.modules[__name__] = importlib.import_module("steps.tracking")
+sys.modules[f"{__name__}.register_model"] = importlib.import_module("steps.tracking.register_model")

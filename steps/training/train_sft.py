@@ -3,7 +3,7 @@ from typing import Annotated, Any
 from zenml import step
 
 from steps.training._checkpoints import run_training_step
-from timewarp.corpus import VideoCorpus
+from timewarp.data.corpus import VideoCorpus
 from timewarp.generation.datasets import SFTDataset
 from timewarp.models.checkpoint import ModelCheckpoint
 from timewarp.training.config import SFTRecipe

@@ -11,7 +11,7 @@ model (:mod:`timewarp.tracking.servable`) replies.
 A video is a local path, a ``file://`` URI or any other fsspec URI (``s3://``, ``hf://``,
 ``https://``, ``data:``; remote files are copied to a temporary file first).
 ``frames_per_video`` frames are read at the centres of equal slices of the whole video, as
-preparation samples a scene (:func:`~timewarp.scenes.frame_times`), so a long video is
+preparation samples a scene (:func:`~timewarp.data.scenes.frame_times`), so a long video is
 never decoded whole; a video with fewer frames gives all of them, as
 :func:`~timewarp.models.frames.select_frames` does. Frames are read a batch at a time.
 
@@ -37,8 +37,8 @@ from timewarp.evaluation.loglik import most_likely_answers
 from timewarp.evaluation.scoring import SCORERS, ScoringConfig, generate_replies, lettered_prompt
 from timewarp.generation.records import OPTION_LETTERS
 from timewarp.models.base import VideoLLMFamily, VideoSample
-from timewarp.scenes import SceneSpan, frame_times
-from timewarp.video import read_frames, video_info
+from timewarp.data.scenes import SceneSpan, frame_times
+from timewarp.data.video import read_frames, video_info
 
 __all__ = ["QuestionError", "VideoQuestion", "answer_questions", "video_frames"]
 

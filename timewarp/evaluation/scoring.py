@@ -48,7 +48,7 @@ from typing import Any, Final
 import numpy as np
 from tqdm.auto import tqdm
 
-from timewarp.corpus import PreparedVideo, VideoCorpus
+from timewarp.data.corpus import PreparedVideo, VideoCorpus
 from timewarp.evaluation.extract import extract_option
 from timewarp.evaluation.inputs import chunks, left_padded, model_inputs, pad_token_id
 from timewarp.evaluation.loglik import most_likely_answers

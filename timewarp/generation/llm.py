@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from timewarp.corpus import PreparedVideo
+from timewarp.data.corpus import PreparedVideo
 from timewarp.generation.engine import ChatFailure, Engine, ParseRejection
 from timewarp.generation.mcq import ValidMCQ, shuffled_answer_index, valid_mcq
 from timewarp.generation.prompts import PROMPT_NAMES, PROMPT_VERSION, load_prompt, prompt_fingerprint

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from timewarp.corpus import PreparedVideo
+from timewarp.data.corpus import PreparedVideo
 from timewarp.generation.records import OPTION_LETTERS
 from timewarp.generation.replies import (
     ItemError,

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from timewarp.corpus import PreparedVideo
+from timewarp.data.corpus import PreparedVideo
 from timewarp.generation.records import QUESTION_TYPES
 from timewarp.generation.replies import ItemError, answer_event, event_number, item_text, tagged_question
 from timewarp.generation.temporal import TemporalQuestion

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from timewarp.corpus import PreparedVideo
+from timewarp.data.corpus import PreparedVideo
 
 OPTION_LETTERS = "ABCD"
 

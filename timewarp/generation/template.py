@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from timewarp.corpus import PreparedVideo
+from timewarp.data.corpus import PreparedVideo
 from timewarp.generation.records import (
     OPTION_LETTERS,
     BenchmarkText,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from timewarp.scenes import SceneSpan
+from timewarp.data.scenes import SceneSpan
 
 MAX_PHRASE_WORDS = 30
 

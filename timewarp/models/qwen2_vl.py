@@ -258,7 +258,7 @@ class QwenVLFamily(VideoLLMFamily):
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
 
-        from timewarp.sample import caption_vocabulary
+        from timewarp.data.sample import caption_vocabulary
 
         # The generated sample's words (colours, "scene") become single tokens, so a tiny
         # model answers a colour with one token.

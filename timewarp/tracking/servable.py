@@ -46,7 +46,7 @@ from mlflow.types.schema import Array
 from timewarp.evaluation.answering import QuestionError, VideoQuestion, answer_questions
 from timewarp.evaluation.scoring import SCORERS, ScoringConfig
 from timewarp.models.checkpoint import CARD, TRAINING_LOG, ModelCheckpoint, is_training_state
-from timewarp.sample import PALETTE, SampleSpec, make_video
+from timewarp.data.sample import PALETTE, SampleSpec, make_video
 
 __all__ = ["MODEL_CODE", "SIGNATURE", "ServableVideoLLM", "input_example", "log_servable_model"]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from timewarp.corpus import PreparedVideo, VideoCorpus
+from timewarp.data.corpus import PreparedVideo, VideoCorpus
 from timewarp.generation.datasets import PreferenceDataset, SFTDataset
 from timewarp.models.base import VideoLLMFamily, VideoSample
 from timewarp.models.batches import truncate_batch

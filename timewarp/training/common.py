@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from timewarp.corpus import VideoCorpus
+from timewarp.data.corpus import VideoCorpus
 from timewarp.models.base import VideoLLMFamily
 from timewarp.models.checkpoint import TRAINING_LOG
 from timewarp.training.checkpoints import last_complete_checkpoint, run_fingerprint

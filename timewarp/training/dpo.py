@@ -24,7 +24,7 @@ from typing import Any
 
 from trl import DPOTrainer
 
-from timewarp.corpus import VideoCorpus
+from timewarp.data.corpus import VideoCorpus
 from timewarp.generation.datasets import PreferenceDataset
 from timewarp.models.base import VideoLLMFamily
 from timewarp.training.collator import VideoPreferenceCollator, preference_rows

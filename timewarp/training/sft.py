@@ -14,7 +14,7 @@ from typing import Any
 
 from trl import SFTTrainer
 
-from timewarp.corpus import VideoCorpus
+from timewarp.data.corpus import VideoCorpus
 from timewarp.generation.datasets import SFTDataset
 from timewarp.models.base import VideoLLMFamily
 from timewarp.training.collator import VideoSFTCollator, sft_rows

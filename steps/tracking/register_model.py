@@ -6,7 +6,7 @@ from zenml import get_step_context, log_metadata, step
 from timewarp.evaluation.results import ComparisonReport, ModelEvaluation
 from timewarp.models.checkpoint import ModelCheckpoint
 from timewarp.tracking.promotion import GATED_METRICS, GatePolicy, decide
-from steps.registry._zenml_model import mirror_on_zenml_model
+from steps.tracking._zenml_model import mirror_on_zenml_model
 from timewarp.tracking.registry import decision_tags, register_and_gate
 from timewarp.tracking.run_log import closing_lines, log_training_run
 from timewarp.tracking.servable import log_servable_model
