@@ -4,18 +4,14 @@ volume, log and deletion semantics."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 import requests
+from emulated_cluster import emulator_and_pod_runner
 
 from infra.cluster.sandbox import missing_privileges
-from infra.cluster.services import free_port, http_ok, start, stop_all, wait_until
 
 if (problem := missing_privileges()) or not shutil.which("unshare"):
     pytest.skip(f"the local cluster cannot run here: {problem or 'needs unshare'}", allow_module_level=True)
@@ -25,19 +21,8 @@ NS = "timewarp"
 
 @pytest.fixture(scope="module")
 def api():
-    root = Path(tempfile.mkdtemp(prefix="timewarp-test-pods-"))
-    env = {**os.environ, "TIMEWARP_CLUSTER_DIR": str(root)}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        emulator = start(root, "kubernetes", [sys.executable, "-m", "infra.cluster.emulator", "--port", str(port)], env)
-        wait_until(http_ok(url + "/version"), emulator, "emulator", root / "logs" / "kubernetes.log", 60)
-        start(root, "kubelet", [sys.executable, "-m", "infra.cluster.kubelet", "--api", url,
-                                "--env=PATH=/usr/bin:/bin"], env)
+    with emulator_and_pod_runner("timewarp-test-pods-") as (url, root):
         yield url, root
-    finally:
-        stop_all(root)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _job(name: str, script: str, backoff_limit: int = 0, **pod_spec) -> dict:

@@ -12,19 +12,18 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import requests
 import yaml
+from emulated_cluster import emulator_and_pod_runner
 from zenml import pipeline, step
 
 from infra.cluster import NAMESPACE
 from infra.cluster.lifecycle import write_kubeconfig
 from infra.cluster.sandbox import missing_privileges
-from infra.cluster.services import free_port, http_ok, start, stop_all, wait_until
 from infra.trigger import MANUAL_ANNOTATION, KubernetesAPI, TriggerFailed, start_job, trigger
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -62,20 +61,9 @@ def kubernetes_api():
     the cluster's kubeconfig (as ZenML's orchestrator connects)."""
     from kubernetes import config
 
-    root = Path(tempfile.mkdtemp(prefix="timewarp-test-trigger-"))
-    env = {**os.environ, "TIMEWARP_CLUSTER_DIR": str(root)}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        emulator = start(root, "kubernetes", [sys.executable, "-m", "infra.cluster.emulator", "--port", str(port)], env)
-        wait_until(http_ok(url + "/version"), emulator, "emulator", root / "logs" / "kubernetes.log", 60)
-        start(root, "kubelet", [sys.executable, "-m", "infra.cluster.kubelet", "--api", url, "--env=PATH=/usr/bin:/bin"],
-              env)
+    with emulator_and_pod_runner("timewarp-test-trigger-") as (url, root):
         client = config.new_client_from_config(str(write_kubeconfig(root, url)))
         yield KubernetesAPI.connect(client, NAMESPACE), url
-    finally:
-        stop_all(root)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _create_cron_job(url: str, name: str, script: str, env: dict[str, str] | None = None) -> dict:
