@@ -11,7 +11,7 @@ export DS_BUILD_OPS ?= 0
 # Parallel test workers; CI machines have 2 cores.
 PYTEST_ARGS ?=
 
-.PHONY: setup stack demo test bench-prepare bench-dpo bench-effect mlflow-ui clean cluster-up cluster-down cluster-trigger
+.PHONY: setup stack demo variants test bench-prepare bench-dpo bench-effect mlflow-ui clean cluster-up cluster-down cluster-trigger
 
 # One pip call installs everything (a second call can break zenml's pins); a changed
 # pyproject.toml rebuilds the environment from scratch.
@@ -36,6 +36,10 @@ stack: setup
 
 demo: setup stack
 	$(BIN)/zenml pipeline run timewarp_explicit
+
+# The paper's five rows (SFT, Base-DPO, Combined, TimeWarp-Implicit, TimeWarp-Explicit).
+variants: setup stack
+	$(BIN)/zenml pipeline run timewarp_variants
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -1,6 +1,10 @@
 """ZenML materializers, one per domain type of :mod:`timewarp`."""
 
-from materializers.evaluation_materializers import ComparisonReportMaterializer, ModelEvaluationMaterializer
+from materializers.evaluation_materializers import (
+    ComparisonReportMaterializer,
+    ModelEvaluationMaterializer,
+    VariantsReportMaterializer,
+)
 from materializers.json_materializers import QualityReportMaterializer, VideoSplitMaterializer
 from materializers.model_checkpoint_materializer import ModelCheckpointMaterializer
 from materializers.rejection_log_materializer import RejectionLogMaterializer
@@ -25,5 +29,6 @@ __all__ = [
     "SFTDatasetMaterializer",
     "ShardSetMaterializer",
     "VideoCorpusMaterializer",
+    "VariantsReportMaterializer",
     "VideoSplitMaterializer",
 ]

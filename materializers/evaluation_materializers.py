@@ -1,5 +1,6 @@
-"""Materializers for evaluation results: per-item predictions (parquet) and the base vs
-trained comparison (JSON) with a table and a plot in the dashboard."""
+"""Materializers for evaluation results: per-item predictions (parquet), the base vs
+trained comparison and the variants table (JSON), each comparison with a table and a plot in
+the dashboard."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from materializers._html import page, table
 from materializers._records import load_header, load_records, save_records, write_html
 from timewarp.evaluation.report import Estimate, ItemResult
 from timewarp.evaluation.results import ComparisonReport, ComparisonRow, ModelEvaluation
-from timewarp.plots import comparison_png
+from timewarp.evaluation.variants import VariantsReport, format_interval
+from timewarp.plots import comparison_png, variants_png
 
 
 class ModelEvaluationMaterializer(BaseMaterializer):
@@ -89,3 +91,37 @@ class ComparisonReportMaterializer(BaseMaterializer):
         )
         return {write_html(self.uri, "comparison.html", page("Base vs trained on the TimeWarp benchmarks", body)):
                 VisualizationType.HTML}
+
+
+class VariantsReportMaterializer(BaseMaterializer):
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (VariantsReport,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
+
+    def save(self, data: VariantsReport) -> None:
+        with fileio.open(os.path.join(self.uri, "report.json"), "w") as handle:
+            handle.write(json.dumps(data.to_dict(), indent=1))
+
+    def load(self, data_type: type[Any]) -> VariantsReport:
+        with fileio.open(os.path.join(self.uri, "report.json"), "r") as handle:
+            return VariantsReport.from_dict(json.loads(handle.read()))
+
+    def extract_metadata(self, data: VariantsReport) -> dict[str, Any]:
+        return {"benchmark_version": data.benchmark_version, "arms": data.arms,
+                **{f"{c.scorer}/{c.metric}/{c.arm}": c.estimate.value for c in data.cells}}
+
+    def save_visualizations(self, data: VariantsReport) -> dict[str, VisualizationType]:
+        image = base64.b64encode(variants_png(data)).decode()
+        columns = data.columns
+        rows = []
+        for arm in data.arms:
+            cells = [data.cell(arm, scorer, metric) for scorer, metric in columns]
+            rows.append((arm, sum(data.training_pairs.get(arm, {}).values()) if arm != data.baseline else "-", *(
+                format_interval(c.estimate) + ("" if c.difference is None else f"; {format_interval(c.difference, '+')}")
+                for c in cells)))
+        body = (f"<p>Benchmark {data.benchmark_version}. Each cell: accuracy [95% CI] and, for every arm "
+                f"but {data.baseline}, its difference from {data.baseline} [95% paired CI]. Intervals resample "
+                f"videos.</p>" + table(["arm", "pairs", *(f"{s} {m}" for s, m in columns)], rows)
+                + f"<img src='data:image/png;base64,{image}' style='max-width:100%'>")
+        return {write_html(self.uri, "variants.html", page("The paper's methods on the TimeWarp benchmarks", body)):
+                VisualizationType.HTML}
+

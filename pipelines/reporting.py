@@ -15,9 +15,10 @@ from zenml.pipelines.pipeline_definition import Pipeline
 
 from pipelines.preflight import PreflightError
 
-#: The step that ends a run with its closing lines, and how its closing print starts a line.
-CLOSING_STEP = "register_model"
-CLOSING_MARKER = "Registered "
+#: The steps that end a run with its closing lines (a pipeline has one of them), and how
+#: their closing print starts a line.
+CLOSING_STEPS = ("register_model", "log_variants")
+CLOSING_MARKERS = ("Registered ", "Variants table of ")
 
 
 class PipelineRunFailed(RuntimeError):
@@ -116,13 +117,14 @@ def schedule_lines(schedule, pipeline_name: str) -> list[str]:
     return lines
 
 
-def closing_lines(run, step: str = CLOSING_STEP) -> list[str]:
-    """The last message the step printed that holds a line starting with CLOSING_MARKER,
-    read from its stored logs (in the artifact store the run wrote them to)."""
+def closing_lines(run, steps: tuple[str, ...] = CLOSING_STEPS) -> list[str]:
+    """The last message the first of ``steps`` the run has printed that holds a line
+    starting with one of CLOSING_MARKERS, read from its stored logs (in the artifact store
+    the run wrote them to)."""
     from zenml.artifacts.utils import instantiate_artifact_store
     from zenml.log_stores.artifact.artifact_log_store import fetch_log_records
 
-    step_run = run.steps.get(step)
+    step_run = next((run.steps[step] for step in steps if step in run.steps), None)
     if step_run is None:
         return []
     client = Client()
@@ -133,7 +135,7 @@ def closing_lines(run, step: str = CLOSING_STEP) -> list[str]:
         store = instantiate_artifact_store(client.zen_store.get_stack_component(logs.artifact_store_id))
         for entry in fetch_log_records(store, logs.uri, limit=100_000):
             lines = entry.message.splitlines()
-            if any(line.startswith(CLOSING_MARKER) for line in lines):
+            if any(line.startswith(CLOSING_MARKERS) for line in lines):
                 closing = lines
     return closing
 

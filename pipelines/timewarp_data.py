@@ -38,5 +38,5 @@ def timewarp_data(
     data = DataSettings(**{name: parameters[name] for name in DataSettings.model_fields})
     generation = GenerationSettings(**{name: parameters[name] for name in GenerationSettings.model_fields})
     check_run()
-    _, sft, preferences, normal, shuffled, _ = data_stage(data, generation)
-    return sft, preferences, normal, shuffled
+    artifacts = data_stage(data, generation)
+    return artifacts.sft, artifacts.preferences, artifacts.normal, artifacts.shuffled

@@ -1,16 +1,12 @@
 from zenml import Model, pipeline
-from zenml.client import Client
 
-from pipelines.preflight import check_run
 from pipelines.reporting import reported
-from pipelines.stages import data_stage
-from steps.evaluation import compare_models, evaluate_champion, evaluate_model
-from steps.tracking import register_model
-from steps.training import continue_sft, prepare_base_model, train_dpo, train_sft
+from pipelines.stages import data_stage, evaluate, promotion_stage, starting_model, training_recipes
+from steps.evaluation import compare_models
+from steps.training import continue_sft, train_dpo
 from timewarp.generation.config import GeneratorConfig
 from timewarp.run_config import ExplicitRunSettings
 from timewarp.tracking.promotion import GATED_METRICS
-from timewarp.training.config import DPORecipe, SFTRecipe
 
 #: The embedded default trains on the one-hop questions a tiny model learns in a minute on
 #: a CPU; "after"/"before" (find the anchor, then step) stay near chance at that budget.
@@ -70,49 +66,27 @@ def timewarp_explicit(
     """
     # The flat parameters, grouped and validated (timewarp.run_config) before anything runs.
     run = ExplicitRunSettings.from_parameters(locals())
-    data, training, promotion = run.data, run.training, run.promotion
-    tracker = Client().active_stack.experiment_tracker
-    if tracker is None:  # fail before any work, not after training
-        raise RuntimeError(
-            "timewarp_explicit logs to MLflow, but the active stack has no experiment tracker: "
-            "run `make stack` for the local one, or see infra/README.md"
-        )
-    # Recipes are read here, so the steps' cache keys follow the recipe's content.
-    overrides = training.recipe_overrides or {}
-    dpo_values = DPORecipe.from_yaml(training.dpo_recipe, **overrides).to_dict()
-    sft_values = SFTRecipe.from_yaml(training.sft_recipe, **SFTRecipe.own_fields(overrides)).to_dict()
-    with_sft, control = training.with_sft, training.control
-    # The run's training steps and their recipes: on Kubernetes a GPU recipe needs GPU pods.
-    trained_on = {"train_dpo": dpo_values, "train_sft": with_sft and sft_values, "continue_sft": control and sft_values}
-    check_run(gpu_steps=[step for step, recipe in trained_on.items() if recipe and not recipe["use_cpu"]])
+    control = run.training.control
+    dpo, sft = training_recipes(run, ["train_dpo"], ("continue_sft",) if control else ())
 
     # ---- data: shards -> corpus -> SFT / preference pairs and benchmarks ----
-    corpus, sft, preferences, normal, shuffled, _ = data_stage(data, run.generation)
+    data = data_stage(run.data, run.generation)
 
     # ---- training: [SFT] -> DPO ----
-    checkpoint_root = training.checkpoint_root
-    model = prepare_base_model(training.base_model, training.model_family, data.seed)
-    if with_sft:
-        model = train_sft(model, sft, corpus, sft_values, checkpoint_root)
-    trained = train_dpo(model, preferences, corpus, dpo_values, checkpoint_root)
+    model = starting_model(run, data, sft)
+    trained = train_dpo(model, data.preferences, data.corpus, dpo, run.training.checkpoint_root)
 
     # ---- evaluation: every model on the normal and shuffled benchmarks ----
-    evaluation = (normal, shuffled, corpus, dpo_values["frames_per_video"], list(run.evaluation.scorers))
-    start_eval = evaluate_model(model, *evaluation, id="evaluate_base")
-    trained_eval = evaluate_model(trained, *evaluation, id="evaluate_trained")
+    start_eval = evaluate(model, data, run, dpo, id="evaluate_base")
+    trained_eval = evaluate(trained, data, run, dpo, id="evaluate_trained")
     report = compare_models(start_eval, trained_eval)
     control_report = None
     if control:
-        control_model = continue_sft(model, sft, preferences, corpus, sft_values, dpo_values, checkpoint_root)
-        control_eval = evaluate_model(control_model, *evaluation, id="evaluate_control")
+        control_model = continue_sft(model, data.sft, data.preferences, data.corpus, sft, dpo,
+                                     run.training.checkpoint_root)
+        control_eval = evaluate(control_model, data, run, dpo, id="evaluate_control")
         control_report = compare_models(start_eval, control_eval, id="compare_control")
 
     # ---- promotion: the registry's champion re-scored, the gate, registration ----
-    champion_eval = evaluate_champion(normal, shuffled, corpus, dpo_values["frames_per_video"],
-                                      [promotion.gate_scorer], promotion.registered_model_name)
-    register_model.with_options(experiment_tracker=tracker.name)(
-        trained, report, trained_eval, champion_eval, promotion.gate_scorer, promotion.registered_model_name,
-        control_report, list(promotion.gate_metrics), promotion.gate_margin,
-    )
+    promotion_stage(trained, report, trained_eval, data, run, dpo, control_report)
     return trained, report
-

@@ -100,7 +100,7 @@ def test_a_returned_failed_run_raises(failed_cli_run):
 def test_closing_lines_come_from_the_stored_step_logs(closing_run, capsys):
     from pipelines.reporting import closing_lines, finish
 
-    assert closing_lines(closing_run, step="closing_step") == CLOSING
+    assert closing_lines(closing_run, steps=("closing_step",)) == CLOSING
     assert closing_lines(closing_run) == []  # no register_model step in this run
     finish(closing_run, steps_ran_elsewhere=False)
     assert capsys.readouterr().out == ""  # a local run printed them already

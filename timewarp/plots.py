@@ -59,3 +59,24 @@ def comparison_png(report) -> bytes:
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
     return _png(figure)
+
+
+def variants_png(report) -> bytes:
+    """Grouped bars per scorer and metric: every arm's accuracy with its 95% interval."""
+    columns = report.columns
+    labels = [f"{scorer}\n{metric.replace('accuracy_', '')}" for scorer, metric in columns]
+    figure, axis = plt.subplots(figsize=(max(5.0, 2.2 * len(labels)), 3.2))
+    width = 0.8 / max(1, len(report.arms))
+    for offset, arm in enumerate(report.arms):
+        estimates = [report.cell(arm, scorer, metric).estimate for scorer, metric in columns]
+        xs = [i + (offset - (len(report.arms) - 1) / 2) * width for i in range(len(labels))]
+        errors = [[e.value - e.low for e in estimates], [e.high - e.value for e in estimates]]
+        axis.bar(xs, [e.value for e in estimates], width, yerr=errors, capsize=2, label=arm)
+    axis.axhline(0.25, color="grey", linestyle=":", linewidth=1, label="chance (4 options)")
+    axis.set_xticks(range(len(labels)), labels, fontsize=7)
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("accuracy")
+    axis.legend(fontsize=6, ncol=2)
+    axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    return _png(figure)

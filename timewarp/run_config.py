@@ -101,7 +101,38 @@ class PromotionSettings(_Settings):
         return self
 
 
-class ExplicitRunSettings(_Settings):
+class VariantsSettings(_Settings):
+    """The other arms' data: LLaVA-Hound's DPO set (Base-DPO, Combined) and the model's own
+    answers (TimeWarp-Implicit)."""
+
+    hound_records: str | None = Field(
+        None, description="LLaVA-Hound's sft_dpo_17k.jsonl (any fsspec URI); unset: a generated miniature")
+    hound_frames: str | None = Field(None, description="the folder of its per-video frame folders")
+    hound_max_pairs: int | None = Field(None, ge=1, description="the first valid pairs read")
+    implicit_max_new_tokens: int = Field(48, ge=1, description="longest self-generated answer, in tokens")
+
+    @model_validator(mode="after")
+    def _records_with_frames(self) -> VariantsSettings:
+        if (self.hound_records is None) != (self.hound_frames is None):
+            raise ValueError("hound_records and hound_frames go together: the pairs and their frame folders")
+        return self
+
+
+class _RunSettings(_Settings):
+    @classmethod
+    def from_parameters(cls, parameters: dict[str, Any]) -> Any:
+        """The groups from a pipeline's flat parameters (each name belongs to one group)."""
+        groups: dict[str, dict[str, Any]] = {name: {} for name in cls.model_fields}
+        owners = {field: group for group in groups for field in GROUPS[group].model_fields}
+        unknown = sorted(set(parameters) - set(owners))
+        if unknown:
+            raise ValueError(f"unknown parameters {unknown}; the parameters are {sorted(owners)}")
+        for name, value in parameters.items():
+            groups[owners[name]][name] = value
+        return cls(**groups)
+
+
+class ExplicitRunSettings(_RunSettings):
     """Every group of a ``timewarp_explicit`` run, checked against each other."""
 
     data: DataSettings
@@ -118,21 +149,26 @@ class ExplicitRunSettings(_Settings):
             )
         return self
 
-    @classmethod
-    def from_parameters(cls, parameters: dict[str, Any]) -> ExplicitRunSettings:
-        """The groups from a pipeline's flat parameters (each name belongs to one group)."""
-        groups: dict[str, dict[str, Any]] = {name: {} for name in cls.model_fields}
-        owners = {field: group for group, model in GROUPS.items() for field in model.model_fields}
-        unknown = sorted(set(parameters) - set(owners))
-        if unknown:
-            raise ValueError(f"unknown parameters {unknown}; the parameters are {sorted(owners)}")
-        for name, value in parameters.items():
-            groups[owners[name]][name] = value
-        return cls(**groups)
+
+class ArmRunSettings(ExplicitRunSettings):
+    """A run of one of the paper's other arms as its own pipeline (``timewarp_implicit``,
+    ``timewarp_base_dpo``, ``timewarp_combined``): an explicit run plus the arm's data."""
+
+    variants: VariantsSettings
 
 
-#: Each group of :class:`ExplicitRunSettings` and its settings class.
+class VariantsRunSettings(_RunSettings):
+    """A ``timewarp_variants`` run: every arm, no registration."""
+
+    data: DataSettings
+    generation: GenerationSettings
+    training: TrainingSettings
+    evaluation: EvaluationSettings
+    variants: VariantsSettings
+
+
+#: Each group of the run settings and its settings class.
 GROUPS: dict[str, type[_Settings]] = {
     "data": DataSettings, "generation": GenerationSettings, "training": TrainingSettings,
-    "evaluation": EvaluationSettings, "promotion": PromotionSettings,
+    "evaluation": EvaluationSettings, "promotion": PromotionSettings, "variants": VariantsSettings,
 }

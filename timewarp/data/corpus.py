@@ -77,6 +77,8 @@ class PreparedVideo:
     frame_times: list[float]
     skipped_scenes: list[str] = field(default_factory=list)
     has_shuffled_video: bool = False
+    # False for a video known only by its frames (LLaVA-Hound's frame folders): no mp4.
+    has_video: bool = True
 
     @property
     def video_file(self) -> str:
@@ -92,7 +94,8 @@ class PreparedVideo:
     @property
     def media_files(self) -> list[str]:
         """Every file of this video in the corpus folder."""
-        files = [self.video_file, *(self.frame_file(i) for i in range(len(self.frame_times)))]
+        files = [self.video_file] if self.has_video else []
+        files += [self.frame_file(i) for i in range(len(self.frame_times))]
         if self.has_shuffled_video:
             files.append(self.shuffled_video_file)
         return files
@@ -139,6 +142,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("frame_times", pa.list_(pa.float64())),
         ("skipped_scenes", pa.list_(pa.string())),
         ("has_shuffled_video", pa.bool_()),
+        ("has_video", pa.bool_()),  # absent from older manifests: the field's default
     ]
 )
 REJECTION_SCHEMA = pa.schema(

@@ -62,7 +62,8 @@ def export_corpus(
         vid = video.video_id
         write_text(f"normal_annotations/{vid}.json", json.dumps(normal_annotation(video), indent=2))
         write_text(f"shuffled_annotations/{vid}.json", json.dumps(shuffled_annotation(video), indent=2))
-        copy_file(str(corpus.path(video.video_file)), f"normal_videos/{vid}.mp4")
+        if video.has_video:
+            copy_file(str(corpus.path(video.video_file)), f"normal_videos/{vid}.mp4")
         if video.has_shuffled_video:
             copy_file(str(corpus.path(video.shuffled_video_file)), f"shuffled_videos/{vid}.mp4")
         for index in range(len(video.frame_times)):

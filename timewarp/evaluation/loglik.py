@@ -36,7 +36,7 @@ from typing import Any, Final
 
 from tqdm.auto import tqdm
 
-from timewarp.evaluation.inputs import chunks, left_padded, model_device, model_inputs, pad_token_id
+from timewarp.models.inputs import chunks, left_padded, model_device, model_inputs, pad_token_id
 from timewarp.models.base import VideoLLMFamily, VideoSample
 from timewarp.models.batches import truncate_batch
 from timewarp.models.logprobs import completion_logps, unwrap_model

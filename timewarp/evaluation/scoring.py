@@ -7,10 +7,8 @@ of :func:`mcq_prompt`: the question, its lettered options and "Answer with the o
 letter.". Everything goes through the family adapter's ``encode``, so the chat format is
 the one the model was trained with.
 
-- ``generation``: greedy decoding, items batched. The adapters pad right (training wants
-  the prompt at the same positions in chosen and rejected rows); a decoder-only model
-  continues the last position of each row, so batches are re-padded left before
-  ``generate``. The reply (new tokens only) goes through
+- ``generation``: greedy decoding, items batched and re-padded left
+  (:func:`~timewarp.models.generate.generate_replies`). The reply (new tokens only) goes through
   :func:`~timewarp.evaluation.extract.extract_option`; no option found counts as wrong.
 - ``loglik``: the option whose answer the model finds most likely, by the summed
   log-probability of the completion ``encode`` marks (the answer plus the end-of-turn
@@ -39,25 +37,22 @@ This module must not import zenml.
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from timewarp.data.corpus import PreparedVideo, VideoCorpus
 from timewarp.evaluation.extract import extract_option
-from timewarp.evaluation.inputs import chunks, left_padded, model_inputs, pad_token_id
 from timewarp.evaluation.loglik import most_likely_answers
 from timewarp.evaluation.report import ItemResult
 from timewarp.generation.datasets import MCQBenchmark
 from timewarp.generation.records import OPTION_LETTERS, MCQItem
 from timewarp.models.base import VideoLLMFamily, VideoSample
 from timewarp.models.frames import select_frames
-from timewarp.models.logprobs import unwrap_model
+from timewarp.models.generate import generate_replies
 
 __all__ = [
     "INSTRUCTION",
@@ -152,45 +147,6 @@ def _result(item: MCQItem, benchmark: MCQBenchmark, predicted: int | None) -> It
 
 
 # ---- generation scorer -----------------------------------------------------------------
-
-
-def _greedy_config(model: Any, processor: Any, max_new_tokens: int) -> Any:
-    config = copy.deepcopy(unwrap_model(model).generation_config)
-    config.do_sample = False
-    config.num_beams = 1
-    # Sampling knobs of a hub generation config are meaningless (and warned about) when greedy.
-    config.temperature = config.top_p = config.top_k = None
-    config.max_new_tokens = max_new_tokens
-    if config.pad_token_id is None:
-        config.pad_token_id = pad_token_id(processor)
-    return config
-
-
-def generate_replies(
-    model: Any,
-    processor: Any,
-    family: VideoLLMFamily,
-    samples: Iterable[VideoSample],
-    *,
-    batch_size: int = 8,
-    max_new_tokens: int = 16,
-    total: int | None = None,
-    desc: str = "generate",
-) -> list[str]:
-    """Greedy replies (new tokens only, special tokens dropped) to ``samples``, in order,
-    ``batch_size`` samples per ``generate`` call."""
-    import torch
-
-    config = _greedy_config(model, processor, max_new_tokens)
-    replies: list[str] = []
-    with torch.no_grad(), tqdm(total=total, desc=desc, unit="item") as progress:
-        for chunk in chunks(samples, batch_size):
-            inputs = model_inputs(left_padded(family.encode(processor, chunk)), model)
-            output = model.generate(**inputs, generation_config=config)
-            new_tokens = output[:, inputs["input_ids"].shape[1] :]
-            replies.extend(processor.tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
-            progress.update(len(chunk))
-    return replies
 
 
 @scorer("generation")

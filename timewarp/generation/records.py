@@ -31,8 +31,9 @@ class SFTPair:
 
 @dataclass(frozen=True)
 class PreferencePair:
-    """``chosen`` answers under the true scene order, ``rejected`` under the shuffled
-    order; the model is shown the ORIGINAL video during training."""
+    """A DPO pair. Explicit: ``chosen`` answers under the true scene order, ``rejected``
+    under the shuffled order; the model is shown the ORIGINAL video during training (as for
+    every source)."""
 
     id: str
     video_id: str
@@ -42,6 +43,16 @@ class PreferencePair:
     question_type: str
     permutation: list[int]
     generator: str
+    # The dataset the pair comes from (PAIR_SOURCES); a Combined set keeps each pair's own.
+    source: str = "timewarp-explicit"
+    # Implicit pairs: how the rejected answer's frames were corrupted ("none": the clean
+    # frames with the imagined-events prompt); empty for the other sources.
+    corruption: str = ""
+
+
+#: Where a preference pair comes from: explicit (true vs shuffled order answers), implicit
+#: (the model's own answers on clean vs corrupted frames) and LLaVA-Hound's DPO set.
+PAIR_SOURCES = ("timewarp-explicit", "timewarp-implicit", "llava-hound")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""What one training run logs to MLflow: recipe and data versions as params, training
-curves, every evaluation number with its interval, and the plots."""
+"""What a run logs to MLflow: recipe and data versions as params, training curves, every
+evaluation number with its interval, and the plots; for ``timewarp_variants``, the table."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import mlflow
 
 from timewarp.evaluation.results import ComparisonReport
 from timewarp.models.checkpoint import ModelCheckpoint
-from timewarp.plots import comparison_png, training_curves_png
+from timewarp.evaluation.variants import VariantsReport
+from timewarp.plots import comparison_png, training_curves_png, variants_png
 from timewarp.tracking.promotion import GatePolicy, PromotionDecision
 
 
@@ -84,3 +85,20 @@ def closing_lines(
                      f"with {policy.scorer}:")
         lines += [line for line in decision.comparison.lines() if line.lstrip().startswith(policy.scorer)]
     return lines
+
+
+def log_variants_run(report: VariantsReport, dpo_recipe: dict) -> None:
+    """Log to the active MLflow run: the shared DPO recipe, the arms and what each trained
+    on, every cell of the table (:meth:`VariantsReport.metrics`), the table as text and
+    the plot (``plots/variants.png``)."""
+    mlflow.log_params(flatten("recipe.", dpo_recipe))
+    mlflow.log_params({"arms": ",".join(report.arms), "baseline": report.baseline,
+                       "benchmark_version": report.benchmark_version,
+                       **flatten("pairs.", report.training_pairs)})
+    mlflow.log_metrics(report.metrics())
+    mlflow.log_text("\n".join(report.table_lines()) + "\n", "variants_table.txt")
+    mlflow.log_dict(report.to_dict(), "variants_report.json")
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "variants.png"
+        path.write_bytes(variants_png(report))
+        mlflow.log_artifact(str(path), artifact_path="plots")

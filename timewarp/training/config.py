@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["DPORecipe", "LoraRecipe", "SFTRecipe", "TrainingRecipe", "continued_sft_recipe", "examples_seen"]
+__all__ = ["DPORecipe", "LoraRecipe", "SFTRecipe", "TrainingRecipe", "budget_matched_recipe", "continued_sft_recipe", "examples_seen", "matched_steps"]
 
 #: Projections of a Qwen2/LLaMA-style decoder layer.
 LANGUAGE_MODEL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -331,13 +331,26 @@ def examples_seen(recipe: TrainingRecipe, dataset_size: int, processes: int = 1)
     return math.ceil(recipe.num_train_epochs * dataset_size)
 
 
+def matched_steps(recipe: TrainingRecipe, reference_size: int, processes: int = 1) -> int:
+    """Optimizer steps (with ``recipe``'s batch) in which ``recipe`` sees as many examples as
+    on ``reference_size`` rows: one compute budget for arms whose datasets differ in size."""
+    per_step = recipe.per_device_train_batch_size * recipe.gradient_accumulation_steps * processes
+    return max(1, math.ceil(examples_seen(recipe, reference_size, processes) / per_step))
+
+
+def budget_matched_recipe(dpo: DPORecipe, reference_pairs: int, processes: int = 1) -> DPORecipe:
+    """``dpo`` for exactly the steps it would take on ``reference_pairs`` pairs: the
+    variants' arms train for the Explicit arm's budget whatever their own size (a smaller
+    set is cycled, a larger one is not seen whole)."""
+    return dpo.replace(max_steps=matched_steps(dpo, reference_pairs, processes))
+
+
 def continued_sft_recipe(sft: SFTRecipe, dpo: DPORecipe, preference_pairs: int, processes: int = 1) -> SFTRecipe:
     """The control arm: SFT continued with DPO's optimiser budget (learning rates, schedule,
     warm-up, batch, processes) for as many examples as ``dpo`` sees on ``preference_pairs``
     pairs in ``processes`` processes, so that only the objective differs. Restarting at the
     SFT stage's own peak rate instead would undo part of what that stage learnt and flatter
     DPO."""
-    per_step = dpo.per_device_train_batch_size * dpo.gradient_accumulation_steps * processes
     return sft.replace(
         num_processes=dpo.num_processes,
         learning_rate=dpo.learning_rate,
@@ -347,5 +360,5 @@ def continued_sft_recipe(sft: SFTRecipe, dpo: DPORecipe, preference_pairs: int, 
         weight_decay=dpo.weight_decay,
         per_device_train_batch_size=dpo.per_device_train_batch_size,
         gradient_accumulation_steps=dpo.gradient_accumulation_steps,
-        max_steps=max(1, math.ceil(examples_seen(dpo, preference_pairs, processes) / per_step)),
+        max_steps=matched_steps(dpo, preference_pairs, processes),
     )

@@ -1,5 +1,5 @@
-"""Encoded batches as the scorers feed them to a model: chunks of items, left re-padding,
-tensors moved to the model's device and precision.
+"""Encoded batches as generation and the scorers feed them to a model: chunks of items,
+left re-padding, tensors moved to the model's device and precision.
 
 This module must not import zenml; torch is imported lazily.
 """
