@@ -49,9 +49,7 @@ class VariantsReport:
         """The table for a terminal: a row per arm, per column the accuracy [95% interval]
         and, below the baseline, the difference from it."""
         columns = self.columns
-        header = [f"{'arm':<18} {'pairs':>6}"] + [f"{scorer}/{metric}" for scorer, metric in columns]
-        widths = [len(header[0])] + [max(len(h), 40) for h in header[1:]]
-        lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+        rows = [[f"{'arm':<18} {'pairs':>6}", *(f"{scorer}/{metric}" for scorer, metric in columns)]]
         for arm in self.arms:
             pairs = sum(self.training_pairs.get(arm, {}).values())
             row = [f"{arm:<18} {pairs if arm != self.baseline else '-':>6}"]
@@ -61,7 +59,9 @@ class VariantsReport:
                 if cell.difference is not None:
                     text += f" {format_interval(cell.difference, '+')}"
                 row.append(text)
-            lines.append("  ".join(t.ljust(w) for t, w in zip(row, widths)))
+            rows.append(row)
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(text.ljust(width) for text, width in zip(row, widths)).rstrip() for row in rows]
         lines.append(f"benchmark {self.benchmark_version}; each cell: accuracy [95% CI], then the difference from "
                      f"{self.baseline} [95% paired CI]; intervals resample videos")
         return lines
