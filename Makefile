@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# latex2sympy2 (an lmms-eval dependency) installs its own top-level `tests` package, which
+	# would shadow this repository's tests/ in `from tests.<module> import ...`.
+	rm -rf $(VENV)/lib/python*/site-packages/tests
 	printf '\n# TimeWarp: use the repository'"'"'s embedded ZenML store\nexport ZENML_CONFIG_PATH="%s"\n' "$(ZENML_CONFIG_PATH)" >> $(BIN)/activate
 	touch $(STAMP)
 

@@ -1,14 +1,20 @@
-"""Throughput and memory of timewarp_data's library path on FineVideo-sized videos.
+"""Throughput and memory of timewarp_data's library path against the released scripts' path,
+on the same generated realistic videos (``SampleSpec.realistic``: 640x360, 30 fps, 60-105 s,
+5-8 scenes, textured: drifting gradients, grain, moving shapes; x264 ``veryfast``).
 
-Compares, in one run on the same generated realistic corpus (640x360, 30 fps, 60-105 s,
-3-8 scenes):
-  ours      prepare_corpus with render_shuffled_videos off (decode probe + 8 frames)
-  baseline  what the released scripts did per video: decode and re-encode the trimmed
-            normal video and the concatenated shuffled video (libx264, ffmpeg's default
-            preset "medium")
-and peak memory (max RSS of a fresh process) of ours on 20 vs 80 videos.
+Timed on the same first ``--videos`` rows (all distinct videos):
+  paper      what the released scripts did per video, one after another: decode, re-encode
+             the trimmed normal video with x264 (ffmpeg's default preset ``medium``) and the
+             shuffled scene concatenation with mpeg4
+  ours       prepare_corpus with render_shuffled_videos off (decode probe + sampled frames,
+             PNG frames), one process per core
+  ours+mp4   the same with render_shuffled_videos on (also encodes the shuffled mp4)
+  floor      the decoding our path cannot avoid: probe + frame reads of the same rows with
+             the same processes, nothing written
+and peak memory (max RSS of a fresh process) of ours on the small vs the large row count
+(rows beyond the distinct videos re-use them under new ids).
 
-    python benchmarks/bench_prepare.py [--unique 6] [--baseline-videos 3]
+    python benchmarks/bench_prepare.py [--videos 8] [--rss-videos 20 80] [--preset realistic]
 """
 
 from __future__ import annotations
@@ -28,24 +34,27 @@ sys.path.insert(0, str(REPO))
 
 from timewarp.data.finevideo import validate_annotation  # noqa: E402
 from timewarp.data.ingest import iter_rows, list_shards  # noqa: E402
-from timewarp.data.prepare import PrepareConfig, prepare_corpus  # noqa: E402
+from timewarp.data.prepare import PrepareConfig, machine_cores, prepare_corpus  # noqa: E402
 from timewarp.data.sample import SampleSpec, make_video, sample_video_id, write_shard  # noqa: E402
-from timewarp.data.scenes import select_scenes  # noqa: E402
+from timewarp.data.scenes import frame_times, select_scenes  # noqa: E402
 from timewarp.data.shuffle import permute, scene_permutation  # noqa: E402
-from timewarp.data.video import render_clips  # noqa: E402
+from timewarp.data.video import read_frames, render_clips, video_info  # noqa: E402
 
 
-def build_corpus(root: Path, rows: int, unique: int) -> Path:
-    """``rows`` FineVideo rows made of ``unique`` distinct realistic videos (re-used under
-    new ids: generating hundreds of 90 s videos would dominate the run)."""
-    marker = root / f"done-{rows}-{unique}"
+def build_corpus(root: Path, rows: int, unique: int, preset: str) -> Path:
+    """``rows`` FineVideo rows: ``unique`` distinct generated videos, then the same videos
+    again under new ids (generating hundreds of 90 s videos would dominate the run)."""
+    marker = root / f"done-{preset}-{rows}-{unique}"
     if marker.exists():
         return root
-    spec = SampleSpec.realistic()
+    spec = SampleSpec.preset(preset)
     with ProcessPoolExecutor() as pool:
-        videos = list(pool.map(make_video, [sample_video_id(0, i) for i in range(unique)], [0] * unique, [spec] * unique))
+        ids = [sample_video_id(0, i) for i in range(unique)]
+        videos = list(pool.map(make_video, ids, [0] * unique, [spec] * unique))
     data = root / "data"
     data.mkdir(parents=True, exist_ok=True)
+    for old in data.glob("*.parquet"):
+        old.unlink()
     shard_rows, shard = [], 0
     for index in range(rows):
         mp4, annotation = videos[index % unique]
@@ -60,79 +69,124 @@ def build_corpus(root: Path, rows: int, unique: int) -> Path:
     return root
 
 
-def run_ours(root: Path, max_videos: int, render: bool = False) -> dict:
+def _timed(videos: int, seconds: float, **extra) -> dict:
+    return {"videos": videos, "seconds": seconds, "videos_per_s": videos / seconds, **extra}
+
+
+def run_ours(root: Path, max_videos: int, render: bool = False, workers: int | None = None) -> dict:
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
         corpus, log = prepare_corpus(
-            list_shards(str(root)), out, PrepareConfig(render_shuffled_videos=render), max_videos=max_videos
+            list_shards(str(root)), out, PrepareConfig(render_shuffled_videos=render), max_videos=max_videos,
+            workers=workers,
         )
         seconds = time.perf_counter() - start
-    return {"videos": len(corpus), "rejected": len(log), "seconds": seconds, "videos_per_s": len(corpus) / seconds}
+    return _timed(len(corpus), seconds, rejected=len(log))
 
 
-def run_baseline(root: Path, max_videos: int) -> dict:
-    """Re-encode the trimmed normal and the shuffled video of each row (the released way)."""
+def _rows(root: Path, max_videos: int):
+    for shard, limit in list_shards(str(root)).selection(max_videos):
+        yield from iter_rows(shard, limit)
+
+
+def _decode_row(mp4: bytes, annotation: dict, config: PrepareConfig) -> int:
+    """prepare_row's decoding alone: the probe of the kept span's ends and the frames."""
+    scenes = select_scenes(validate_annotation(annotation), config.scene_rules).scenes
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "video.mp4"
+        path.write_bytes(mp4)
+        info = video_info(path)
+        probe = [scenes[0].start, max(scenes[0].start, scenes[-1].end - 1.0 / info.fps)]
+        return len(read_frames(path, probe + [t for _, t in frame_times(scenes, config.frames_per_video)]))
+
+
+def run_decode_floor(root: Path, max_videos: int, workers: int | None = None) -> dict:
+    config, workers = PrepareConfig(), workers or machine_cores()
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        futures = [pool.submit(_decode_row, row.mp4, row.annotation, config) for row in _rows(root, max_videos)]
+        done = sum(1 for future in futures if future.result())
+    return _timed(done, time.perf_counter() - start)
+
+
+def run_paper_path(root: Path, max_videos: int) -> dict:
+    """The released scripts, per video and in sequence: the trimmed normal video re-encoded
+    with x264 (preset medium), the shuffled scene concatenation with mpeg4."""
     config = PrepareConfig()
-    shards = list_shards(str(root))
     with tempfile.TemporaryDirectory() as out:
         out_dir = Path(out)
         done, start = 0, time.perf_counter()
-        for shard, limit in shards.selection(max_videos):
-            for row in iter_rows(shard, limit):
-                annotation = validate_annotation(row.annotation)
-                scenes = select_scenes(annotation, config.scene_rules).scenes
-                source = out_dir / "source.mp4"
-                source.write_bytes(row.mp4)
-                render_clips(source, [(0.0, scenes[-1].end)], out_dir / "normal.mp4", preset="medium")
-                order = permute(scenes, scene_permutation(annotation.original_video_filename, len(scenes), 0))
-                render_clips(source, [(s.start, s.end) for s in order], out_dir / "shuffled.mp4", preset="medium")
-                done += 1
+        for row in _rows(root, max_videos):
+            annotation = validate_annotation(row.annotation)
+            scenes = select_scenes(annotation, config.scene_rules).scenes
+            source = out_dir / "source.mp4"
+            source.write_bytes(row.mp4)
+            render_clips(source, [(0.0, scenes[-1].end)], out_dir / "normal.mp4", preset="medium")
+            order = permute(scenes, scene_permutation(annotation.original_video_filename, len(scenes), 0))
+            render_clips(source, [(s.start, s.end) for s in order], out_dir / "shuffled.mp4", codec="mpeg4")
+            done += 1
         seconds = time.perf_counter() - start
-    return {"videos": done, "seconds": seconds, "videos_per_s": done / seconds}
+    return _timed(done, seconds)
 
 
 def peak_rss_mb(root: Path, max_videos: int) -> float:
-    """Max RSS of a fresh process that prepares ``max_videos`` videos."""
+    """Max RSS of a fresh process that prepares ``max_videos`` videos (its workers included:
+    RUSAGE_CHILDREN holds the largest of them)."""
     code = (
         "import json,resource,sys;sys.path.insert(0,%r);"
         "from benchmarks.bench_prepare import run_ours;from pathlib import Path;"
         "run_ours(Path(%r),%d);"
-        "print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024))"
+        "print(json.dumps(max(resource.getrusage(w).ru_maxrss for w in "
+        "(resource.RUSAGE_SELF,resource.RUSAGE_CHILDREN))/1024))"
     ) % (str(REPO), str(root), max_videos)
     env = {"TQDM_DISABLE": "1", "PATH": "/usr/bin:/bin"}
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     return float(output.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--unique", type=int, default=6, help="distinct generated videos")
-    parser.add_argument("--videos", type=int, default=20, help="videos timed for our path")
-    parser.add_argument("--baseline-videos", type=int, default=3, help="videos timed for the baseline")
-    parser.add_argument("--cache", default=str(REPO / ".timewarp" / "bench" / "realistic"))
-    args = parser.parse_args()
+    parser.add_argument("--videos", type=int, default=8, help="distinct videos, timed on every path")
+    parser.add_argument("--rss-videos", type=int, nargs=2, default=(20, 80), help="row counts for peak memory")
+    parser.add_argument("--preset", default="realistic", help="SampleSpec preset of the generated videos")
+    parser.add_argument("--cache", default=str(REPO / ".timewarp" / "bench" / "prepare"))
+    parser.add_argument("--out", default=None, help="also write the results here as JSON")
+    args = parser.parse_args(argv)
 
-    root = build_corpus(Path(args.cache), rows=80, unique=args.unique)
+    small, large = args.rss_videos
+    root = build_corpus(Path(args.cache) / args.preset, rows=max(large, args.videos), unique=args.videos,
+                        preset=args.preset)
+    paper = run_paper_path(root, args.videos)
+    floor = run_decode_floor(root, args.videos)
     ours = run_ours(root, args.videos)
-    ours_rendered = run_ours(root, args.baseline_videos, render=True)
-    baseline = run_baseline(root, args.baseline_videos)
-    rss_20, rss_80 = peak_rss_mb(root, 20), peak_rss_mb(root, 80)
+    ours_rendered = run_ours(root, args.videos, render=True)
+    rss_small, rss_large = peak_rss_mb(root, small), peak_rss_mb(root, large)
     result = {
+        "videos": args.videos,
+        "preset": args.preset,
+        "workers": machine_cores(),
+        "paper_path": paper,
+        "decode_floor": floor,
         "ours": ours,
         "ours_with_render_shuffled_videos": ours_rendered,
-        "baseline_reencode": baseline,
-        "speedup_vs_baseline": ours["videos_per_s"] / baseline["videos_per_s"],
-        "speedup_with_render_vs_baseline": ours_rendered["videos_per_s"] / baseline["videos_per_s"],
-        "peak_rss_mb": {"20_videos": rss_20, "80_videos": rss_80},
-        "peak_rss_ratio_80_vs_20": rss_80 / rss_20,
+        "speedup_vs_paper": ours["videos_per_s"] / paper["videos_per_s"],
+        "speedup_with_render_vs_paper": ours_rendered["videos_per_s"] / paper["videos_per_s"],
+        "ours_vs_decode_floor": ours["seconds"] / floor["seconds"],
+        "peak_rss_mb": {f"{small}_videos": rss_small, f"{large}_videos": rss_large},
+        "peak_rss_ratio": rss_large / rss_small,
     }
     print(json.dumps(result, indent=2))
     print(
-        f"\nthroughput: ours {ours['videos_per_s']:.2f} videos/s, baseline {baseline['videos_per_s']:.3f} videos/s "
-        f"-> {result['speedup_vs_baseline']:.1f}x (target >= 10x); with shuffled mp4 rendering "
-        f"{result['speedup_with_render_vs_baseline']:.1f}x"
+        f"\n{args.videos} videos, {result['workers']} worker(s): paper path {paper['videos_per_s']:.3f} videos/s, "
+        f"ours {ours['videos_per_s']:.2f} ({result['speedup_vs_paper']:.1f}x), with shuffled mp4s "
+        f"{ours_rendered['videos_per_s']:.2f} ({result['speedup_with_render_vs_paper']:.1f}x); decode floor "
+        f"{floor['videos_per_s']:.2f} videos/s (ours takes {result['ours_vs_decode_floor']:.2f}x its time)"
     )
-    print(f"peak RSS: {rss_20:.0f} MB at 20 videos, {rss_80:.0f} MB at 80 -> ratio {result['peak_rss_ratio_80_vs_20']:.2f} (flat = 1.0)")
+    print(f"peak RSS: {rss_small:.0f} MB at {small} videos, {rss_large:.0f} MB at {large} -> ratio "
+          f"{result['peak_rss_ratio']:.2f} (flat = 1.0)")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

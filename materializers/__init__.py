@@ -1,6 +1,7 @@
 """ZenML materializers, one per domain type of :mod:`timewarp`."""
 
 from materializers.evaluation_materializers import (
+    BenchmarkResultsMaterializer,
     ComparisonReportMaterializer,
     ModelEvaluationMaterializer,
     VariantsReportMaterializer,
@@ -18,6 +19,7 @@ from materializers.text_dataset_materializers import (
 from materializers.video_corpus_materializer import VideoCorpusMaterializer
 
 __all__ = [
+    "BenchmarkResultsMaterializer",
     "ComparisonReportMaterializer",
     "ModelEvaluationMaterializer",
     "GenerationLogMaterializer",

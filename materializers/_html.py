@@ -26,19 +26,22 @@ def page(title: str, body: str) -> str:
     )
 
 
-def image_data_uri(frame: np.ndarray, max_height: int = 144) -> str:
-    image = Image.fromarray(frame)
+def image_data_uri(frame: np.ndarray | Image.Image, max_height: int = 144) -> str:
+    """A JPEG thumbnail at most ``max_height`` tall, as a data URI (JPEG: a tenth of
+    PNG's encoding time for photographic frames)."""
+    image = Image.fromarray(frame) if isinstance(frame, np.ndarray) else frame
     if image.height > max_height:
-        image = image.resize((max(1, image.width * max_height // image.height), max_height))
+        image = image.reduce(-(-image.height // max_height))  # box filter, integer factor
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    image.convert("RGB").save(buffer, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def frame_strip(frames: np.ndarray, labels: Sequence[str], tooltips: Sequence[str]) -> str:
+def frame_strip(image_uris: Sequence[str], labels: Sequence[str], tooltips: Sequence[str]) -> str:
+    """Thumbnails (data URIs from :func:`image_data_uri`) side by side, each labelled."""
     figures = "".join(
-        f"<figure title='{html.escape(tip)}'><img src='{image_data_uri(frame)}'>{html.escape(label)}</figure>"
-        for frame, label, tip in zip(frames, labels, tooltips)
+        f"<figure title='{html.escape(tip)}'><img src='{uri}'>{html.escape(label)}</figure>"
+        for uri, label, tip in zip(image_uris, labels, tooltips)
     )
     return f"<div class='strip'>{figures}</div>"
 

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from pathlib import Path
 
-from materializers._html import frame_strip
+from PIL import Image
+
+from materializers._html import frame_strip, image_data_uri
 from materializers._storage import is_local
-from timewarp.data.corpus import VideoCorpus
+from timewarp.data.corpus import PreparedVideo, VideoCorpus
+
+
+@functools.lru_cache(maxsize=1024)
+def _thumbnail(path: str, mtime_ns: int, size: int) -> str:
+    # Keyed by the file's identity too: the SFT and preference previews of one run show the
+    # same videos' frames, which are then decoded and encoded once.
+    with Image.open(path) as image:
+        return image_data_uri(image)
+
+
+def frame_thumbnails(corpus: VideoCorpus, video: PreparedVideo) -> list[str]:
+    """Data-URI thumbnails of a video's sampled frames, in true order."""
+    uris = []
+    for index in range(len(video.frame_times)):
+        path = corpus.path(video.frame_file(index))
+        stat = os.stat(path)
+        uris.append(_thumbnail(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size))
+    return uris
 
 
 class FramePreview:
@@ -22,7 +44,7 @@ class FramePreview:
         if self.corpus is None or video_id not in self.videos:
             return ""
         video = self.videos[video_id]
-        frames = self.corpus.shuffled_frames(video) if shuffled else self.corpus.frames(video)
+        thumbnails = frame_thumbnails(self.corpus, video)
         order = video.shuffled_frame_order if shuffled else range(len(video.frame_scene))
         labels = [f"s{video.frame_scene[i] + 1}" for i in order]
-        return frame_strip(frames, labels, labels)
+        return frame_strip([thumbnails[i] for i in order], labels, labels)

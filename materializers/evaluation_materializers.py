@@ -17,6 +17,7 @@ from materializers._html import page, table
 from materializers._records import load_header, load_records, save_records, write_html
 from timewarp.evaluation.report import Estimate, ItemResult
 from timewarp.evaluation.results import ComparisonReport, ComparisonRow, ModelEvaluation
+from timewarp.evaluation.lmms.results import BenchmarkResults
 from timewarp.evaluation.variants import VariantsReport, format_interval
 from timewarp.plots import comparison_png, variants_png
 
@@ -125,3 +126,28 @@ class VariantsReportMaterializer(BaseMaterializer):
         return {write_html(self.uri, "variants.html", page("The paper's methods on the TimeWarp benchmarks", body)):
                 VisualizationType.HTML}
 
+
+class BenchmarkResultsMaterializer(BaseMaterializer):
+    ASSOCIATED_TYPES: ClassVar[tuple[type[Any], ...]] = (BenchmarkResults,)
+    ASSOCIATED_ARTIFACT_TYPE: ClassVar[ArtifactType] = ArtifactType.DATA_ANALYSIS
+
+    def save(self, data: BenchmarkResults) -> None:
+        with fileio.open(os.path.join(self.uri, "results.json"), "w") as handle:
+            handle.write(json.dumps(data.to_dict()))
+
+    def load(self, data_type: type[Any]) -> BenchmarkResults:
+        with fileio.open(os.path.join(self.uri, "results.json"), "r") as handle:
+            return BenchmarkResults.from_dict(json.loads(handle.read()))
+
+    def extract_metadata(self, data: BenchmarkResults) -> dict[str, Any]:
+        return {"lmms_eval_version": data.lmms_eval_version, "items": data.item_counts, **data.flat_metrics()}
+
+    def save_visualizations(self, data: BenchmarkResults) -> dict[str, VisualizationType]:
+        scores = table(["task", "metric", "value", "items"],
+                       [(task, metric, f"{value:.2f}", data.item_counts.get(task, ""))
+                        for task, values in sorted(data.metrics.items()) for metric, value in sorted(values.items())])
+        items = table(["task", "doc", "target", "prediction", "scores"],
+                      [(p.task, p.doc_id, p.target, p.prediction, p.scores) for p in data.predictions[:200]])
+        body = (f"<p>Scored with lmms-eval {data.lmms_eval_version}'s own task definitions.</p>{scores}"
+                f"<h3>Predictions (first {min(200, len(data.predictions))} of {len(data.predictions)})</h3>{items}")
+        return {write_html(self.uri, "benchmarks.html", page("Public benchmarks", body)): VisualizationType.HTML}

@@ -8,15 +8,19 @@ never the original videos it does not."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, ClassVar
 
 from zenml.enums import ArtifactType, VisualizationType
 from zenml.io import fileio
 from zenml.materializers.base_materializer import BaseMaterializer
+from zenml.utils import io_utils
 
 from materializers._html import frame_strip, page, table
+from materializers._previews import frame_thumbnails
 from materializers._storage import ArtifactFileFetch, is_local, upload_folder
 from timewarp.data.corpus import VideoCorpus
+from timewarp.data.prepare import link_or_copy
 from timewarp.data.remote_media import RemoteMedia
 
 PREVIEW_VIDEOS = 4
@@ -29,7 +33,14 @@ class VideoCorpusMaterializer(BaseMaterializer):
     def save(self, data: VideoCorpus) -> None:
         data.fetch_all()  # a corpus loaded lazily holds only what was used so far
         data.write_manifest()
-        upload_folder(data.root, self.uri)
+        if io_utils.is_remote(self.uri):
+            upload_folder(data.root, self.uri)
+            return
+        for source in sorted(Path(data.root).rglob("*")):  # a local store: linked, not copied
+            if source.is_file():
+                target = Path(self.uri) / source.relative_to(data.root)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                link_or_copy(source, target)
 
     def load(self, data_type: type[Any]) -> VideoCorpus:
         if is_local(self.uri):
@@ -45,15 +56,15 @@ class VideoCorpusMaterializer(BaseMaterializer):
         summary = data.summary()
         body = table(["rows read", *summary], [(data.rows_read, *summary.values())])
         for video in data.videos[:PREVIEW_VIDEOS]:
-            frames = data.frames(video)
-            labels = [f"s{video.frame_scene[i] + 1}" for i in range(len(frames))]
-            tips = [video.scenes[video.frame_scene[i]].caption for i in range(len(frames))]
+            thumbnails = frame_thumbnails(data, video)
+            labels = [f"s{video.frame_scene[i] + 1}" for i in range(len(thumbnails))]
+            tips = [video.scenes[video.frame_scene[i]].caption for i in range(len(thumbnails))]
             order = video.shuffled_frame_order
             body += (
                 f"<h3>{video.video_id}</h3><div class='muted'>{video.shard} row {video.row} &middot; "
                 f"scene order shown shuffled: {[p + 1 for p in video.permutation]}</div>"
-                f"<div>true order</div>{frame_strip(frames, labels, tips)}"
-                f"<div>shuffled order</div>{frame_strip(frames[order], [labels[i] for i in order], [tips[i] for i in order])}"
+                f"<div>true order</div>{frame_strip(thumbnails, labels, tips)}"
+                f"<div>shuffled order</div>{frame_strip([thumbnails[i] for i in order], [labels[i] for i in order], [tips[i] for i in order])}"
             )
         path = os.path.join(self.uri, "preview.html")
         with fileio.open(path, "w") as handle:

@@ -17,8 +17,8 @@ from pipelines.preflight import PreflightError
 
 #: The steps that end a run with its closing lines (a pipeline has one of them), and how
 #: their closing print starts a line.
-CLOSING_STEPS = ("register_model", "log_variants")
-CLOSING_MARKERS = ("Registered ", "Variants table of ")
+CLOSING_STEPS = ("register_model", "log_variants", "log_public_benchmarks")
+CLOSING_MARKERS = ("Registered ", "Variants table of ", "Benchmarks of ")
 
 
 class PipelineRunFailed(RuntimeError):

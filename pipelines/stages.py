@@ -1,27 +1,19 @@
-"""Stages shared by the pipelines: plain functions that call steps, so each pipeline
-reads like a table of contents."""
+"""Stages shared by the training pipelines: plain functions that call steps, so each
+pipeline reads like a table of contents (the data stage, shared by all, is in
+``pipelines/data_stage.py``)."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 from zenml.client import Client
 
+from pipelines.data_stage import DataArtifacts, data_stage
 from pipelines.preflight import check_run
-from steps.data import export_corpus, generate_sample, load_hound_pairs, locate_shards, merge_corpus, prepare_videos
+from steps.data import load_hound_pairs
 from steps.evaluation import compare_models, evaluate_champion, evaluate_model
-from steps.generation import (
-    check_data_quality,
-    combine_pairs,
-    export_text,
-    generate_benchmark,
-    generate_implicit_pairs,
-    generate_training_text,
-    split_videos,
-)
+from steps.generation import combine_pairs, generate_implicit_pairs
 from steps.tracking import register_model
 from steps.training import prepare_base_model, train_dpo, train_sft
-from timewarp.run_config import DataSettings, ExplicitRunSettings, GenerationSettings, VariantsRunSettings
+from timewarp.run_config import ExplicitRunSettings, VariantsRunSettings
 from timewarp.training.config import DPORecipe, SFTRecipe
 
 #: The DPO arms of the paper's table, each with the step-name suffix of its steps.
@@ -29,54 +21,6 @@ DPO_ARMS = {"Base-DPO": "base_dpo", "Combined": "combined", "TimeWarp-Implicit":
             "TimeWarp-Explicit": "explicit"}
 #: Steps that run the model being trained (on GPU with a GPU recipe), per arm.
 ARM_MODEL_STEPS = {"TimeWarp-Implicit": ("generate_implicit_pairs",)}
-
-
-class DataArtifacts(NamedTuple):
-    corpus: Any
-    sft: Any
-    preferences: Any
-    normal: Any
-    shuffled: Any
-    quality: Any
-    split: Any
-
-
-def data_stage(data: DataSettings, generation: GenerationSettings) -> DataArtifacts:
-    """Shards -> corpus -> split -> SFT/preference pairs and benchmarks -> quality gate."""
-    seed = data.seed
-    shards = (locate_shards(data.finevideo_root) if data.finevideo_root
-              else generate_sample(data.sample_videos, seed, data.sample_preset))
-    parts, logs = [], []
-    for group in range(data.shard_groups):
-        part, log = prepare_videos(
-            shards,
-            max_videos=data.max_videos,
-            max_seconds=data.max_seconds,
-            min_scenes=data.min_scenes,
-            integer_timestamps=data.integer_timestamps,
-            seed=seed,
-            frames_per_video=data.frames_per_video,
-            render_shuffled_videos=data.render_shuffled_videos,
-            group=group,
-            groups=data.shard_groups,
-            workers=data.workers,
-            id=f"prepare_videos_{group}" if data.shard_groups > 1 else None,
-        )
-        parts.append(part)
-        logs.append(log)
-    corpus, rejections = merge_corpus(parts, logs)
-
-    video_split = split_videos(corpus, data.benchmark_fraction, seed, data.paper_overlap)
-    generator = generation.generator
-    sft, preferences, training_log = generate_training_text(
-        corpus, video_split, generator, generation.questions_per_video, seed)
-    normal, shuffled, benchmark_log = generate_benchmark(corpus, video_split, generator, generation.mcq_per_video, seed)
-    quality = check_data_quality(sft, preferences, normal, training_log, benchmark_log, video_split)
-
-    if data.export_dir:
-        export_corpus(corpus, rejections, data.export_dir)
-        export_text(sft, preferences, normal, shuffled, data.export_dir)
-    return DataArtifacts(corpus, sft, preferences, normal, shuffled, quality, video_split)
 
 
 # ---- training runs: checks, recipes, the starting model -------------------------------
@@ -101,8 +45,10 @@ def training_recipes(run: ExplicitRunSettings, dpo_steps: list[str], sft_steps: 
     return dpo, sft
 
 
-def tracker_name() -> str:
-    return Client().active_stack.experiment_tracker.name
+def tracker_name() -> str | None:
+    """The active stack's experiment tracker (None without one)."""
+    tracker = Client().active_stack.experiment_tracker
+    return tracker.name if tracker is not None else None
 
 
 def starting_model(run: ExplicitRunSettings, data: DataArtifacts, sft_recipe: dict):

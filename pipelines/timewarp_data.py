@@ -2,7 +2,7 @@ from zenml import pipeline
 
 from pipelines.preflight import check_run
 from pipelines.reporting import reported
-from pipelines.stages import data_stage
+from pipelines.data_stage import data_stage
 from timewarp.generation.config import GeneratorConfig
 from timewarp.run_config import DataSettings, GenerationSettings
 
@@ -21,7 +21,7 @@ def timewarp_data(
     sample_videos: int = 24,
     integer_timestamps: bool = False,
     shard_groups: int = 1,
-    workers: int = 1,
+    workers: int | None = None,
     generator: GeneratorConfig = GeneratorConfig(),
     questions_per_video: int = 3,
     mcq_per_video: int = 3,

@@ -35,7 +35,7 @@ def timewarp_variants(
     sample_preset: str = "learnable",
     integer_timestamps: bool = False,
     shard_groups: int = 1,
-    workers: int = 2,
+    workers: int | None = None,
     generator: GeneratorConfig = GeneratorConfig(question_types=DEFAULT_QUESTION_TYPES),
     questions_per_video: int = 2,
     mcq_per_video: int = 2,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from timewarp.data.ingest import list_shards
-from timewarp.data.prepare import PrepareConfig, merge_corpora, prepare_corpus
+from timewarp.data.prepare import PrepareConfig, machine_cores, merge_corpora, prepare_corpus
 from timewarp.data.corpus import VideoCorpus
 from timewarp.data.sample import SampleSpec, make_sample
 from helpers import background_colour, caption_colour, good_row, with_id, write_rows
@@ -129,15 +129,26 @@ def test_round_trip_through_the_manifest(sample_root, tmp_path):
 def test_workers_and_shard_groups_do_not_change_the_result(sample_root, tmp_path):
     shards = list_shards(str(sample_root))
     config = PrepareConfig(seed=5)
-    serial, _ = prepare_corpus(shards, tmp_path / "serial", config, max_videos=10)
+    serial, _ = prepare_corpus(shards, tmp_path / "serial", config, max_videos=10, workers=1)
     pooled, _ = prepare_corpus(shards, tmp_path / "pooled", config, max_videos=10, workers=2)
+    per_core, _ = prepare_corpus(shards, tmp_path / "per_core", config, max_videos=10)  # the default
     parts = [prepare_corpus(shards, tmp_path / f"g{g}", config, max_videos=10, group=g, groups=2) for g in range(2)]
     merged, merged_log = merge_corpora(parts, tmp_path / "merged")
     assert [asdict(v) for v in pooled.videos] == [asdict(v) for v in serial.videos]
+    assert [asdict(v) for v in per_core.videos] == [asdict(v) for v in serial.videos]
     assert [asdict(v) for v in merged.videos] == [asdict(v) for v in serial.videos]
     assert merged.rows_read == 10 and len(merged_log) == 0
     for video in merged.videos:
         assert np.array_equal(merged.frames(video), serial.frames(video))
+        # Merging links the parts' media (same file system) instead of copying every byte.
+        part = next(corpus for corpus, _ in parts if video in corpus.videos)
+        assert all(os.path.samefile(merged.path(f), part.path(f)) for f in video.media_files)
+
+
+def test_workers_default_to_the_cores_and_bad_counts_are_refused(sample_root, tmp_path):
+    assert 1 <= machine_cores() <= (os.cpu_count() or 1)
+    with pytest.raises(ValueError, match="workers must be at least 1"):
+        prepare_corpus(list_shards(str(sample_root)), tmp_path / "out", PrepareConfig(), workers=0)
 
 
 def test_duplicate_across_groups_keeps_the_first_row(tmp_path):

@@ -116,3 +116,39 @@ def test_one_arm_as_its_own_pipeline_registers_under_its_name(stack, variants_ru
     trained = run.steps["train_dpo"].outputs["dpo_model"][0].load()
     assert trained.kind == "DPO"
     assert MlflowClient(uri).get_model_version("timewarp-combined", registration["version"]).tags["promotion"] == "champion"
+
+
+def test_public_benchmarks_score_the_registry_champion_from_a_local_tvbench_folder(stack, variants_run):
+    """`zenml pipeline run timewarp_evaluate -c ...` on the champion the test above
+    registered and a TVBench-layout folder (every config, so lmms-eval's `tvbench` group
+    runs): `bench/tvbench/...` in MLflow, per-item predictions, the table printed."""
+    from zenml.client import Client
+
+    from timewarp.evaluation.lmms.miniatures import TVBENCH_TASKS, write_tvbench_miniature
+
+    uri, _ = stack
+    _, tmp, _ = variants_run
+    root = tmp / "tvbench"
+    write_tvbench_miniature(root, items_per_task=1, tasks=tuple(TVBENCH_TASKS))
+    config = tmp / "evaluate.yaml"
+    config.write_text(yaml.safe_dump({"parameters": {
+        "model": "models:/timewarp-combined@champion", "benchmarks": ["tvbench"],
+        "benchmark_roots": {"tvbench": str(root)}, "limit": 1, "frames_per_video": 8}}))
+    result = subprocess.run([ZENML, "pipeline", "run", "timewarp_evaluate", "-c", str(config)], cwd=REPO_ROOT,
+                            env={**_cli_env(), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"},
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run = _latest(Client().get_pipeline("timewarp_evaluate"))
+    scores = _output(run, "score_public_benchmarks", "public_benchmark_results")
+    assert set(scores.item_counts) == {f"tvbench_{task}" for task in TVBENCH_TASKS}
+    assert all(count == 1 for count in scores.item_counts.values())
+    logged = _output(run, "log_public_benchmarks", "benchmark_run")
+    client = MlflowClient(uri)
+    mlflow_run = client.get_run(logged["mlflow_run_id"])
+    assert client.get_experiment(mlflow_run.info.experiment_id).name == "timewarp_evaluate"
+    metrics = mlflow_run.data.metrics
+    assert 0.0 <= metrics["bench/tvbench/tvbench_acc"] <= 1.0
+    assert metrics["bench/tvbench_scene_transition/tvbench_acc"] in (0.0, 1.0)
+    predictions = {a.path for a in client.list_artifacts(mlflow_run.info.run_id, "predictions")}
+    assert "predictions/tvbench_scene_transition.jsonl" in predictions
+    assert "Benchmarks of models:/timewarp-combined@champion" in result.stdout + result.stderr

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     sample.add_argument(
         "--preset", choices=("small", "learnable", "realistic"), default="small",
         help="small: fast tests; learnable: what a tiny model learns on CPU (56x56, 4 one-second "
-        "scenes); realistic: FineVideo-like sizes (640x360, 30 fps, 60-105 s, 3-8 scenes)",
+        "scenes); realistic: FineVideo-like videos (640x360, 30 fps, 60-105 s, 5-8 scenes, textured)",
     )
     sample.add_argument("--realistic", action="store_true", help="same as --preset realistic")
     args = parser.parse_args(argv)

@@ -37,7 +37,7 @@ class DataSettings(_Settings):
     sample_preset: str = Field("small", description="the generated sample's preset")
     integer_timestamps: bool = Field(False, description="the released scripts' whole-second scene times")
     shard_groups: int = Field(1, ge=1, description="parallel prepare_videos steps")
-    workers: int = Field(1, ge=1, description="processes per prepare_videos step")
+    workers: int | None = Field(None, ge=1, description="processes per prepare_videos step; unset: one per core")
     benchmark_fraction: float = Field(0.25, gt=0, lt=1, description="share of videos held out for the benchmarks")
     paper_overlap: bool = Field(False, description="let benchmark videos also give training data, as the paper did")
 

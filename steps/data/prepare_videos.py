@@ -20,9 +20,10 @@ def prepare_videos(
     render_shuffled_videos: bool,
     group: int = 0,
     groups: int = 1,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> Tuple[Annotated[VideoCorpus, "corpus_part"], Annotated[RejectionLog, "rejections_part"]]:
-    """Scenes, decode probe, shuffle and frames for one shard group."""
+    """Scenes, decode probe, shuffle and frames for one shard group, with ``workers``
+    processes (unset: one per core the step may use)."""
     config = PrepareConfig(
         max_seconds=max_seconds,
         min_scenes=min_scenes,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from collections import deque
@@ -147,6 +148,19 @@ def _remove(paths: list[Path]) -> None:
             path.unlink(missing_ok=True)
 
 
+def machine_cores() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup v2 CPU quota (a
+    pod's CPU limit) where one is set; ``os.cpu_count()`` sees the whole node in a pod."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
 def _staging_dir(staging: Path, row: RawRow) -> Path:
     # Per-row folders: two rows claiming one id never write to the same place.
     return staging / f"{hashlib.sha1(row.shard.encode()).hexdigest()[:12]}-{row.row}"
@@ -190,13 +204,17 @@ def prepare_corpus(
     max_videos: int | None = None,
     group: int = 0,
     groups: int = 1,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> tuple[VideoCorpus, RejectionLog]:
-    """Prepare the rows of shard group ``group`` into a corpus folder at ``out_dir``."""
+    """Prepare the rows of shard group ``group`` into a corpus folder at ``out_dir``, with
+    ``workers`` processes (unset: one per core, :func:`machine_cores`)."""
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be at least 1 or unset (one per core), got {workers}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     selection = shards.selection(max_videos, group, groups)
     total = sum(rows for _, rows in selection)
+    workers = min(workers or machine_cores(), max(1, total))  # no idle processes for a few rows
 
     def rows() -> Iterator[RawRow]:
         for shard, limit in selection:
@@ -228,6 +246,18 @@ def prepare_corpus(
     return corpus, log
 
 
+def link_or_copy(source: Path, destination: Path) -> None:
+    """A hard link where both sides share a file system (media files are never written
+    after they are made, so a link is a copy that costs nothing), a copy otherwise."""
+    if destination.exists() and os.path.samefile(source, destination):
+        return
+    destination.unlink(missing_ok=True)
+    try:
+        os.link(source, destination)
+    except OSError:
+        shutil.copyfile(source, destination)
+
+
 def _move_media(video: PreparedVideo, source: Path, target: Path) -> None:
     for relative in video.media_files:
         destination = target / relative
@@ -256,7 +286,7 @@ def merge_corpora(
         for relative in video.media_files:  # file by file: a part read from a remote store fetches each
             destination = out_dir / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(corpus.path(relative), destination)
+            link_or_copy(corpus.path(relative), destination)
         videos.append(video)
     log.rejections.sort(key=lambda r: (r.shard, r.row))
     merged = VideoCorpus(root=out_dir, videos=videos, rows_read=sum(corpus.rows_read for corpus, _ in parts))

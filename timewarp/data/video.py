@@ -185,16 +185,18 @@ def encode_video(
     preset: str = "veryfast",
     crf: int = 23,
     keyframe_interval: int | None = None,
+    codec: str = "libx264",
 ) -> None:
-    """Write RGB frames as H.264 in an mp4 (yuv420p, moov atom first like web video)."""
+    """Write RGB frames in an mp4 (yuv420p, moov atom first like web video): H.264 at
+    ``preset``/``crf``, or another ffmpeg encoder (``mpeg4``) at its own defaults."""
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
         stream: av.VideoStream | None = None
         for frame in frames:
             if stream is None:
                 height, width = frame.shape[:2]
-                stream = out.add_stream("libx264", rate=Fraction(fps))
+                stream = out.add_stream(codec, rate=Fraction(fps))
                 stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-                options = {"preset": preset, "crf": str(crf)}
+                options = {"preset": preset, "crf": str(crf)} if codec == "libx264" else {}
                 if keyframe_interval:
                     options["g"] = str(keyframe_interval)
                 stream.options = options
@@ -223,8 +225,13 @@ def iter_clip_frames(path: str | Path, spans: list[tuple[float, float]]) -> Iter
 
 
 def render_clips(
-    source: str | Path, spans: list[tuple[float, float]], path: str | Path, *, preset: str = "veryfast"
+    source: str | Path,
+    spans: list[tuple[float, float]],
+    path: str | Path,
+    *,
+    preset: str = "veryfast",
+    codec: str = "libx264",
 ) -> None:
     """Re-encode the given spans of ``source``, concatenated in the given order."""
     fps = round(video_info(source).fps)
-    encode_video(iter_clip_frames(source, spans), path, fps, preset=preset)
+    encode_video(iter_clip_frames(source, spans), path, fps, preset=preset, codec=codec)

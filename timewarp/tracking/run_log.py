@@ -1,5 +1,6 @@
 """What a run logs to MLflow: recipe and data versions as params, training curves, every
-evaluation number with its interval, and the plots; for ``timewarp_variants``, the table."""
+evaluation number with its interval, and the plots; for ``timewarp_variants``, the table;
+for ``timewarp_evaluate``, the public benchmarks' scores and predictions."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import mlflow
 
 from timewarp.evaluation.results import ComparisonReport
 from timewarp.models.checkpoint import ModelCheckpoint
+from timewarp.evaluation.lmms.results import BenchmarkResults
 from timewarp.evaluation.variants import VariantsReport
 from timewarp.plots import comparison_png, training_curves_png, variants_png
 from timewarp.tracking.promotion import GatePolicy, PromotionDecision
@@ -102,3 +104,16 @@ def log_variants_run(report: VariantsReport, dpo_recipe: dict) -> None:
         path = Path(folder) / "variants.png"
         path.write_bytes(variants_png(report))
         mlflow.log_artifact(str(path), artifact_path="plots")
+
+
+def log_benchmark_run(results: BenchmarkResults, model: str) -> None:
+    """Log to the active MLflow run: the model, the tasks and lmms-eval's version, every
+    metric as ``bench/<task>/<metric>``, the per-item predictions of each task
+    (``predictions/<task>.jsonl``) and the table."""
+    mlflow.log_params({"model": model, "benchmarks": ",".join(sorted(results.metrics)),
+                       "lmms_eval_version": results.lmms_eval_version,
+                       **{f"items.{task}": count for task, count in results.item_counts.items()}})
+    mlflow.log_metrics(results.flat_metrics())
+    for task, lines in results.predictions_jsonl().items():
+        mlflow.log_text(lines, f"predictions/{task}.jsonl")
+    mlflow.log_text("\n".join(results.table_lines()) + "\n", "benchmarks_table.txt")
