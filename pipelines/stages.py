@@ -13,7 +13,7 @@ from steps.evaluation import compare_models, evaluate_champion, evaluate_model
 from steps.generation import combine_pairs, generate_implicit_pairs
 from steps.tracking import register_model
 from steps.training import prepare_base_model, train_dpo, train_sft
-from timewarp.run_config import ExplicitRunSettings, VariantsRunSettings
+from timewarp.run_config import ArmRunSettings, ExplicitRunSettings, VariantsRunSettings
 from timewarp.training.config import DPORecipe, SFTRecipe
 
 #: The DPO arms of the paper's table, each with the step-name suffix of its steps.
@@ -82,7 +82,7 @@ def promotion_stage(trained, report, trained_eval, data: DataArtifacts, run: Exp
 # ---- the paper's other arms -------------------------------------------------------------
 
 
-def hound_stage(run: VariantsRunSettings):
+def hound_stage(run: ArmRunSettings | VariantsRunSettings):
     """LLaVA-Hound's DPO pairs and their frames (a generated miniature when none are given)."""
     variants = run.variants
     hound_corpus, hound_pairs, _ = load_hound_pairs(variants.hound_records, variants.hound_frames,
@@ -90,7 +90,7 @@ def hound_stage(run: VariantsRunSettings):
     return hound_pairs, hound_corpus
 
 
-def arm_pairs(arm: str, run: VariantsRunSettings, data: DataArtifacts, model, hound=None):
+def arm_pairs(arm: str, run: ArmRunSettings | VariantsRunSettings, data: DataArtifacts, model, hound=None):
     """What ``arm`` trains on: (preference pairs, the corpus holding their frames)."""
     if arm == "TimeWarp-Explicit":
         return data.preferences, data.corpus
@@ -107,7 +107,7 @@ def arm_pairs(arm: str, run: VariantsRunSettings, data: DataArtifacts, model, ho
     raise ValueError(f"unknown arm {arm!r}; the DPO arms are {list(DPO_ARMS)}")
 
 
-def single_arm(arm: str, run: VariantsRunSettings):
+def single_arm(arm: str, run: ArmRunSettings):
     """One arm as its own pipeline: data -> [SFT] -> the arm's pairs -> DPO -> evaluation
     against the starting model -> champion and registration under the arm's model name."""
     dpo, sft = training_recipes(run, ["train_dpo", *ARM_MODEL_STEPS.get(arm, ())])

@@ -10,7 +10,7 @@ from timewarp.generation.datasets import PreferenceDataset
 
 # Cached by its parameters: the released set does not change under one URI (pin a revision
 # in an hf:// URI), and a re-read would hand the DPO arms after it new artifacts, retraining
-# them. Content that changed under the same URI: rerun with `--no-cache`.
+# them. Content that changed under the same URI: disable this step's cache in the run config.
 @step
 def load_hound_pairs(
     hound_records: str | None,
