@@ -44,7 +44,16 @@ demo: setup stack
 variants: setup stack
 	$(BIN)/zenml pipeline run timewarp_variants
 
-test: setup
+# The browser tests (tests/test_browser_ui.py) drive Debian's chromium; installed once when
+# missing (CI runs as root), otherwise a no-op.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+		echo "error: $(CHROMIUM) is missing and cannot be installed here (needs apt-get as root);" \
+			"install Debian's chromium package (sudo apt-get install -y chromium), then re-run" >&2; exit 1; fi
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+test: setup $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench-prepare: setup

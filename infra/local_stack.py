@@ -18,10 +18,13 @@ REGISTRY = "timewarp-mlflow-registry"
 REPO = Path(__file__).resolve().parent.parent
 
 
+#: The local stack's MLflow tracking store (what `make mlflow-ui` serves).
+LOCAL_TRACKING_URI = f"sqlite:///{REPO / '.timewarp' / 'mlflow' / 'mlflow.db'}"
+
+
 def default_tracking_uri() -> str:
-    folder = REPO / ".timewarp" / "mlflow"
-    folder.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{folder / 'mlflow.db'}"
+    (REPO / ".timewarp" / "mlflow").mkdir(parents=True, exist_ok=True)
+    return LOCAL_TRACKING_URI
 
 
 # Experiments are created up front so their artifacts land under .timewarp/mlflow, not ./mlruns.

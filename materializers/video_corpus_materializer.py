@@ -50,11 +50,15 @@ class VideoCorpusMaterializer(BaseMaterializer):
             return VideoCorpus.read(cache, remote=remote)
 
     def extract_metadata(self, data: VideoCorpus) -> dict[str, Any]:
-        return {"rows_read": data.rows_read, "rejected": data.rows_read - len(data), **data.summary()}
+        return {"rows_read": data.rows_read, "rejected": data.rows_read - len(data), **data.summary(),
+                "schema_warnings": data.schema_warning_counts()}
 
     def save_visualizations(self, data: VideoCorpus) -> dict[str, VisualizationType]:
         summary = data.summary()
         body = table(["rows read", *summary], [(data.rows_read, *summary.values())])
+        warnings = data.schema_warning_counts()
+        if warnings:  # mismatches in fields the method does not read: the videos were kept
+            body += "<h3>Schema warnings</h3>" + table(["field: reason", "videos"], list(warnings.items()))
         for video in data.videos[:PREVIEW_VIDEOS]:
             thumbnails = frame_thumbnails(data, video)
             labels = [f"s{video.frame_scene[i] + 1}" for i in range(len(thumbnails))]

@@ -14,9 +14,11 @@ from zenml.client import Client
 from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
 from zenml.config.schedule import Schedule
 from zenml.config.step_configurations import StepConfigurationUpdate
+from zenml.enums import StackComponentType
 from zenml.pipelines.compilation_context import PipelineCompilationContext
 from zenml.utils.dict_utils import recursive_update
 
+from infra.local_stack import STACK as LOCAL_STACK
 from pipelines.pod_checks import (
     gpu_request_problems,
     kubeflow_gpu_problems,
@@ -30,6 +32,30 @@ KUBERNETES_FLAVORS = ("kubernetes", "kubeflow", "kubeflow_gpu")
 
 class PreflightError(ValueError):
     """The run cannot work as configured; raised before anything runs."""
+
+
+def require_experiment_tracker(pipeline_name: str) -> None:
+    """Fail before any work when the active stack has no experiment tracker, unless the
+    checkout's active stack was merely reset: ZenML keeps one active stack per checkout
+    (``.zen/config.yaml``) for every store used from it, so a ``zenml`` call with another
+    store (without ``source .venv/bin/activate``, or from another environment) points it at
+    that store's stack, and this store then falls back to its ``default``. With this store's
+    ``default`` active and the project's stack registered, the project's stack is activated
+    again (saying so) instead of failing."""
+    client = Client()
+    stack = client.active_stack_model
+    if stack.components.get(StackComponentType.EXPERIMENT_TRACKER):
+        return
+    if stack.name == "default" and client.list_stacks(name=LOCAL_STACK).items:
+        client.activate_stack(LOCAL_STACK)
+        print(f"{pipeline_name}: the checkout's active stack was 'default', which has no experiment tracker "
+              f"(a zenml call with another store, e.g. without `source .venv/bin/activate`, resets it); "
+              f"activated '{LOCAL_STACK}' again, the stack `make stack` registers")
+        return
+    raise PreflightError(
+        f"{pipeline_name} logs to MLflow, but the active stack {stack.name!r} has no experiment tracker: "
+        f"run `make stack` for the local one ('{LOCAL_STACK}'), or see infra/README.md"
+    )
 
 
 def check_run(gpu_steps: Iterable[str] = ()) -> None:

@@ -3,9 +3,12 @@ step failed in a pod (the Kubernetes orchestrator returns the failed run instead
 raising), and a run whose steps ran in pods prints their output nowhere on the caller's
 terminal. ``reported`` makes a pipeline fail loudly, naming the failed steps and where their
 logs are, and, when the steps ran elsewhere, end with the run's closing lines from the
-stored logs of the step that printed them."""
+stored logs of the step that printed them; every run then ends saying where to look (the
+MLflow run, the registered version, the ZenML dashboard)."""
 
 from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
 
 import click
 from zenml.client import Client
@@ -13,12 +16,17 @@ from zenml.enums import ExecutionStatus
 from zenml.pipelines.compilation_context import PipelineCompilationContext
 from zenml.pipelines.pipeline_definition import Pipeline
 
+from infra.local_stack import LOCAL_TRACKING_URI
 from pipelines.preflight import PreflightError
 
 #: The steps that end a run with its closing lines (a pipeline has one of them), and how
 #: their closing print starts a line.
 CLOSING_STEPS = ("register_model", "log_variants", "log_public_benchmarks")
 CLOSING_MARKERS = ("Registered ", "Variants table of ", "Benchmarks of ")
+#: Where `mlflow ui` (`make mlflow-ui`) and ZenML's local dashboard (`zenml login --local`)
+#: serve by default.
+MLFLOW_UI_URL = "http://127.0.0.1:5000"
+LOCAL_DASHBOARD_URL = "http://127.0.0.1:8237"
 
 
 class PipelineRunFailed(RuntimeError):
@@ -56,6 +64,7 @@ class ReportingPipeline(Pipeline):
             return None
         run = client.get_pipeline_run(run.id)
         finish(run, steps_ran_elsewhere=client.active_stack.orchestrator.flavor != "local")
+        print("\n".join(run_pointers(run)))
         return run
 
 
@@ -138,6 +147,56 @@ def closing_lines(run, steps: tuple[str, ...] = CLOSING_STEPS) -> list[str]:
             if any(line.startswith(CLOSING_MARKERS) for line in lines):
                 closing = lines
     return closing
+
+
+def run_pointers(run) -> list[str]:
+    """The run's last lines: where to look at it (:func:`where_to_look`), from the output
+    of its closing step (the MLflow run, the registered version), the active stack's
+    experiment tracker and the ZenML server the client is connected to, if any."""
+    from zenml.utils.dashboard_utils import get_run_url
+
+    closing, problem = None, None
+    step_run = next((run.steps[step] for step in CLOSING_STEPS if step in run.steps), None)
+    if step_run is not None and step_run.outputs:
+        try:  # the step's summary dict (model_registration, variants_run, benchmark_run)
+            closing = next(iter(step_run.outputs.values()))[0].load()
+        except Exception as error:  # the run succeeded: say what is missing, do not fail it
+            problem = f"{step_run.name}'s output could not be read ({type(error).__name__}: {error})"
+    tracker = Client().active_stack.experiment_tracker
+    lines = where_to_look(run.id, run.project.name, closing, tracker.get_tracking_uri() if tracker else None,
+                          get_run_url(run))
+    return lines + ([f"  (MLflow run unknown: {problem})"] if problem else [])
+
+
+def where_to_look(run_id, project: str, closing: dict | None, tracking_uri: str | None,
+                  dashboard_run_url: str | None) -> list[str]:
+    """Where a run's results are: the MLflow run and the registered model version (from the
+    closing step's summary ``closing``: ``mlflow_run_id``, ``mlflow_experiment_id``, and
+    ``registered_model``, ``version``, ``alias`` when it registered one) in the MLflow UI,
+    and the run in the ZenML dashboard (``dashboard_run_url`` when the client is connected
+    to a server, else how to start the local one)."""
+    lines = ["Where to look:"]
+    if closing and closing.get("mlflow_run_id"):
+        if tracking_uri and tracking_uri.startswith(("http://", "https://")):  # a tracking server serves its UI
+            parts = urlsplit(tracking_uri)
+            host = parts.hostname + (f":{parts.port}" if parts.port else "")  # without credentials
+            ui, start = urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", "")), ""
+        else:
+            command = ("make mlflow-ui" if tracking_uri in (None, LOCAL_TRACKING_URI)
+                       else f"mlflow ui --backend-store-uri {tracking_uri}")
+            ui, start = MLFLOW_UI_URL, f"`{command}`, then "
+        experiment, mlflow_run = closing.get("mlflow_experiment_id"), closing["mlflow_run_id"]
+        lines.append(f"  MLflow run {mlflow_run}: {start}{ui}/#/experiments/{experiment}/runs/{mlflow_run}")
+        if closing.get("registered_model"):
+            name, version = closing["registered_model"], closing["version"]
+            lines.append(f"  registered model {name} version {version} ({closing.get('alias')}): "
+                         f"models:/{name}/{version}, {ui}/#/models/{name}/versions/{version}")
+    if dashboard_run_url:
+        lines.append(f"  ZenML dashboard: {dashboard_run_url}")
+    else:
+        lines.append(f"  ZenML dashboard: `source .venv/bin/activate && zenml login --local`, then "
+                     f"{LOCAL_DASHBOARD_URL}/projects/{project}/runs/{run_id}")
+    return lines
 
 
 def _under_cli() -> bool:

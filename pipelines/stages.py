@@ -5,13 +5,20 @@ pipeline reads like a table of contents (the data stage, shared by all, is in
 from __future__ import annotations
 
 from zenml.client import Client
+from zenml.pipelines.compilation_context import PipelineCompilationContext
 
 from pipelines.data_stage import DataArtifacts, data_stage
-from pipelines.preflight import check_run
+from pipelines.preflight import check_run, require_experiment_tracker
 from steps.data import load_hound_pairs
-from steps.evaluation import compare_models, evaluate_champion, evaluate_model
+from steps.evaluation import (
+    compare_models,
+    evaluate_champion,
+    evaluate_model,
+    score_checkpoint_public_benchmarks,
+    score_public_benchmarks,
+)
 from steps.generation import combine_pairs, generate_implicit_pairs
-from steps.tracking import register_model
+from steps.tracking import log_public_benchmarks, register_model
 from steps.training import prepare_base_model, train_dpo, train_sft
 from timewarp.run_config import ArmRunSettings, ExplicitRunSettings, VariantsRunSettings
 from timewarp.training.config import DPORecipe, SFTRecipe
@@ -31,11 +38,7 @@ def training_recipes(run: ExplicitRunSettings, dpo_steps: list[str], sft_steps: 
     the recipes' content), after the preflight checks: an experiment tracker, and GPU
     settings for the steps whose recipe trains on GPU (``dpo_steps`` use the DPO recipe;
     ``train_sft`` and ``sft_steps`` the SFT recipe)."""
-    if Client().active_stack.experiment_tracker is None:  # fail before any work, not after training
-        raise RuntimeError(
-            "this pipeline logs to MLflow, but the active stack has no experiment tracker: "
-            "run `make stack` for the local one, or see infra/README.md"
-        )
+    require_experiment_tracker(PipelineCompilationContext.get().pipeline.name)  # before any work, not after training
     training = run.training
     overrides = training.recipe_overrides or {}
     dpo = DPORecipe.from_yaml(training.dpo_recipe, **overrides).to_dict()
@@ -57,7 +60,8 @@ def starting_model(run: ExplicitRunSettings, data: DataArtifacts, sft_recipe: di
     training = run.training
     model = prepare_base_model(training.base_model, training.model_family, run.data.seed)
     if training.with_sft:
-        model = train_sft(model, data.sft, data.corpus, sft_recipe, training.checkpoint_root)
+        model = train_sft.with_options(experiment_tracker=tracker_name())(model, data.sft, data.corpus, sft_recipe,
+                                                                          training.checkpoint_root)
     return model
 
 
@@ -77,6 +81,48 @@ def promotion_stage(trained, report, trained_eval, data: DataArtifacts, run: Exp
         trained, report, trained_eval, champion_eval, promotion.gate_scorer, promotion.registered_model_name,
         control_report, list(promotion.gate_metrics), promotion.gate_margin,
     )
+
+
+# ---- public benchmarks after registration ----------------------------------------------
+
+#: The MLflow experiment every public-benchmark run logs to (``timewarp_evaluate``'s own).
+PUBLIC_BENCHMARK_EXPERIMENT = "timewarp_evaluate"
+
+
+def public_benchmark_steps(run: ExplicitRunSettings) -> list[str]:
+    """The scoring steps :func:`public_benchmark_stage` adds (they run the model: on GPU
+    with a GPU recipe)."""
+    return [f"score_public_benchmarks_{role}" for role in ("candidate", "champion")] if run.public.public_benchmarks else []
+
+
+def public_benchmark_stage(trained, registration, run: ExplicitRunSettings, dpo_recipe: dict) -> None:
+    """When ``public_benchmarks`` names any, the trained model (role ``candidate``) and the
+    registry's champion after registration (``champion``) on them through lmms-eval; each
+    logs ``bench/<task>/<metric>`` to its own nested MLflow run in the experiment
+    ``timewarp_evaluate`` (run name ``log_public_benchmarks_<role>``, tag ``role``)."""
+    public = run.public
+    if not public.public_benchmarks:
+        return
+    from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import (
+        MLFlowExperimentTrackerSettings,
+    )
+
+    benchmarks, roots, limit = list(public.public_benchmarks), public.benchmark_roots, public.public_benchmark_limit
+    frames = dpo_recipe["frames_per_video"]
+    champion = f"models:/{run.promotion.registered_model_name}@champion"
+    scored = {
+        "candidate": (score_checkpoint_public_benchmarks(trained, benchmarks, roots, limit, frames,
+                                                         id="score_public_benchmarks_candidate", after=registration),
+                      f"{run.promotion.registered_model_name} candidate trained in this run"),
+        "champion": (score_public_benchmarks(champion, benchmarks, roots, limit, frames,
+                                             id="score_public_benchmarks_champion", after=registration), champion),
+    }
+    for role, (results, label) in scored.items():
+        settings = MLFlowExperimentTrackerSettings(experiment_name=PUBLIC_BENCHMARK_EXPERIMENT, nested=True,
+                                                   tags={"role": role})
+        log_public_benchmarks.with_options(experiment_tracker=tracker_name(),
+                                           settings={"experiment_tracker": settings})(
+            results, label, id=f"log_public_benchmarks_{role}")
 
 
 # ---- the paper's other arms -------------------------------------------------------------

@@ -1,6 +1,6 @@
 from zenml import pipeline
 
-from pipelines.preflight import check_run
+from pipelines.preflight import check_run, require_experiment_tracker
 from pipelines.reporting import reported
 from pipelines.stages import tracker_name
 from steps.evaluation import score_public_benchmarks
@@ -31,9 +31,7 @@ def timewarp_evaluate(
     """
     if not benchmarks:
         raise ValueError("benchmarks is empty: name lmms-eval tasks or groups, e.g. [tvbench]")
-    if tracker_name() is None:
-        raise RuntimeError("timewarp_evaluate logs to MLflow, but the active stack has no experiment tracker: "
-                           "run `make stack` for the local one, or see infra/README.md")
+    require_experiment_tracker("timewarp_evaluate")
     check_run(gpu_steps=["score_public_benchmarks"])
     results = score_public_benchmarks(model, list(benchmarks), benchmark_roots, limit, frames_per_video, batch_size,
                                       judge_url, judge_api_key_env)

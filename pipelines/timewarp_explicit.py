@@ -1,7 +1,15 @@
 from zenml import Model, pipeline
 
 from pipelines.reporting import reported
-from pipelines.stages import data_stage, evaluate, promotion_stage, starting_model, training_recipes
+from pipelines.stages import (
+    data_stage,
+    evaluate,
+    promotion_stage,
+    public_benchmark_stage,
+    public_benchmark_steps,
+    starting_model,
+    training_recipes,
+)
 from steps.evaluation import compare_models
 from steps.training import continue_sft, train_dpo
 from timewarp.generation.config import GeneratorConfig
@@ -47,6 +55,9 @@ def timewarp_explicit(
     gate_metrics: tuple[str, ...] = GATED_METRICS,
     gate_margin: float = 0.0,
     registered_model_name: str = "timewarp-explicit",
+    public_benchmarks: tuple[str, ...] = (),
+    benchmark_roots: dict[str, str] | None = None,
+    public_benchmark_limit: int | None = None,
 ):
     """TimeWarp-Explicit: data -> [SFT] -> DPO on true- vs shuffled-order answers
     -> [continued-SFT control] -> evaluation of every model on the normal and shuffled
@@ -63,11 +74,15 @@ def timewarp_explicit(
     new model becomes champion when, with ``gate_scorer``, the 95% lower bound (clustered by
     video) of its paired difference from the champion exceeds ``gate_margin`` on every one of
     ``gate_metrics`` (:mod:`timewarp.tracking.promotion`).
+
+    ``public_benchmarks`` (lmms-eval tasks or groups; empty: off) scores the trained model and
+    the champion after registration on them, read from ``benchmark_roots`` where given
+    (``timewarp_evaluate``'s parameters; :func:`pipelines.stages.public_benchmark_stage`).
     """
     # The flat parameters, grouped and validated (timewarp.run_config) before anything runs.
     run = ExplicitRunSettings.from_parameters(locals())
     control = run.training.control
-    dpo, sft = training_recipes(run, ["train_dpo"], ("continue_sft",) if control else ())
+    dpo, sft = training_recipes(run, ["train_dpo", *public_benchmark_steps(run)], ("continue_sft",) if control else ())
 
     # ---- data: shards -> corpus -> SFT / preference pairs and benchmarks ----
     data = data_stage(run.data, run.generation)
@@ -88,5 +103,8 @@ def timewarp_explicit(
         control_report = compare_models(start_eval, control_eval, id="compare_control")
 
     # ---- promotion: the registry's champion re-scored, the gate, registration ----
-    promotion_stage(trained, report, trained_eval, data, run, dpo, control_report)
+    registration = promotion_stage(trained, report, trained_eval, data, run, dpo, control_report)
+
+    # ---- public benchmarks (off unless public_benchmarks names any) ----
+    public_benchmark_stage(trained, registration, run, dpo)
     return trained, report

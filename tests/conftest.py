@@ -41,3 +41,44 @@ def local_stack(tmp_path_factory):
         uri = f"sqlite:///{folder / 'mlflow.db'}"
         ensure_local_stack(uri, folder / "artifacts")
         yield uri, folder
+
+
+@pytest.fixture(scope="session")
+def explicit_runs(local_stack, tmp_path_factory) -> list:
+    """Three ``timewarp_explicit`` runs on the local stack, oldest first, shared by the
+    pipeline tests and the browser tests (one set of runs per session): the default (its SFT
+    stage to a validation plateau) with a
+    control arm, the same again (cached), and one on a changed benchmark whose gate
+    promotes a candidate no worse than the champion by 99 points, scoring both on a local
+    TVBench folder after registration."""
+    import yaml
+    from zenml.client import Client
+
+    from infra.local_stack import ensure_local_stack
+    from pipelines.timewarp_explicit import timewarp_explicit
+
+    uri, folder = local_stack
+    ensure_local_stack(uri, folder / "artifacts")  # idempotent; an earlier test may have switched stacks
+    tmp = tmp_path_factory.mktemp("explicit")
+    parameters = {
+        "sample_videos": 10, "checkpoint_root": str(tmp / "checkpoints"),
+        "recipe_overrides": {"max_steps": 3, "save_steps": 10, "logging_steps": 1},
+        "registered_model_name": "timewarp-e2e", "control": "sft_continue",
+        # SFT with early stopping on a validation split (configs/explicit_plateau.yaml's recipe).
+        "sft_recipe": str(Path(__file__).resolve().parent.parent / "configs/recipes/sft_cpu_plateau.yaml"),
+    }
+    # The third run: other benchmark items (same videos and training data, so training is
+    # cached), and the public-benchmark switch on: the trained model and the champion on a
+    # local TVBench-layout folder after registration.
+    from timewarp.evaluation.lmms.miniatures import TVBENCH_TASKS, write_tvbench_miniature
+
+    write_tvbench_miniature(tmp / "tvbench", items_per_task=1, tasks=tuple(TVBENCH_TASKS))
+    changed = {**parameters, "mcq_per_video": 1, "control": None, "gate_margin": -0.99,
+               "public_benchmarks": ["tvbench"], "benchmark_roots": {"tvbench": str(tmp / "tvbench")},
+               "public_benchmark_limit": 1}
+    for number, values in enumerate((parameters, parameters, changed)):
+        config = tmp / f"run{number}.yaml"
+        config.write_text(yaml.safe_dump({"parameters": values}))
+        timewarp_explicit.with_options(config_path=str(config))()
+    pipeline_runs = Client().get_pipeline("timewarp_explicit").runs
+    return sorted(pipeline_runs, key=lambda r: r.created)[-3:]

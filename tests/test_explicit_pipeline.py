@@ -7,7 +7,6 @@ items and (with a non-inferiority margin) replaces it."""
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
 
@@ -24,26 +23,8 @@ def stack(local_stack):
 
 
 @pytest.fixture(scope="module")
-def runs(stack, tmp_path_factory):
-    from zenml.client import Client
-
-    from pipelines.timewarp_explicit import timewarp_explicit
-
-    tmp = tmp_path_factory.mktemp("explicit")
-    parameters = {
-        "sample_videos": 10, "checkpoint_root": str(tmp / "checkpoints"),
-        "recipe_overrides": {"max_steps": 3, "save_steps": 10, "logging_steps": 1},
-        "registered_model_name": "timewarp-e2e", "control": "sft_continue",
-    }
-    # The third run: other benchmark items (same videos and training data, so training is
-    # cached), and a gate that promotes a candidate no worse than the champion by 99 points.
-    changed = {**parameters, "mcq_per_video": 1, "control": None, "gate_margin": -0.99}
-    for number, values in enumerate((parameters, parameters, changed)):
-        config = tmp / f"run{number}.yaml"
-        config.write_text(yaml.safe_dump({"parameters": values}))
-        timewarp_explicit.with_options(config_path=str(config))()
-    pipeline_runs = Client().get_pipeline("timewarp_explicit").runs
-    return sorted(pipeline_runs, key=lambda r: r.created)[-3:]
+def runs(stack, explicit_runs):
+    return explicit_runs  # tests/conftest.py: shared with tests/test_browser_ui.py
 
 
 def test_mlflow_has_params_metrics_and_the_registered_model(stack, runs):
@@ -56,6 +37,10 @@ def test_mlflow_has_params_metrics_and_the_registered_model(stack, runs):
     assert params["recipe.beta"] == "0.5" and params["recipe.loss_type"] == "sigmoid"
     assert params["family"] == "qwen2_vl" and "data.preference_pairs" in params
     metrics = run.data.metrics
+    # The SFT stage trains to a validation plateau and records where it stopped, reproducibly.
+    assert params["sft_recipe.early_stopping_patience"] == "2" and params["sft_recipe.torch_threads"] == "2"
+    assert 0 < metrics["sft/validation/best_epoch"] <= metrics["sft/validation/stopped_epoch"]
+    assert metrics["sft/validation/videos"] >= 1 and metrics["sft/reproducibility/torch_threads"] == 2
     # The default: the tiny model is taught by SFT first; DPO and the control arm start from it.
     for arm in ("SFT", "DPO", "SFT-cont"):
         for suffix in ("", "_low", "_high"):
@@ -155,3 +140,25 @@ def test_lineage_from_the_registered_model_back_to_the_source_shards(stack, runs
     assert model_version is not None and model_version.model.name == "timewarp-explicit"
     linked = {a.artifact.name for a in client.list_artifact_versions(model_version_id=model_version.id, size=200).items}
     assert {"dpo_model", "evaluation_report", "preference_pairs"} <= linked
+
+
+def test_the_public_benchmark_switch_scores_the_trained_model_and_the_champion(stack, runs):
+    """``public_benchmarks`` in a timewarp_explicit run: after registration, the trained model
+    and ``models:/NAME@champion`` on TVBench through lmms-eval, each in its own MLflow run of
+    the experiment ``timewarp_evaluate`` tagged with its role."""
+    uri, _ = stack
+    third = runs[2]
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("timewarp_evaluate")
+    logged = {}
+    for role in ("candidate", "champion"):
+        scores = third.steps[f"score_public_benchmarks_{role}"].outputs
+        results = next(iter(scores.values()))[0].load()
+        assert all(count == 1 for count in results.item_counts.values()) and len(results.item_counts) == 10
+        summary = next(iter(third.steps[f"log_public_benchmarks_{role}"].outputs.values()))[0].load()
+        mlflow_run = client.get_run(summary["mlflow_run_id"])
+        assert mlflow_run.info.experiment_id == experiment.experiment_id
+        assert mlflow_run.data.tags["role"] == role
+        assert 0.0 <= mlflow_run.data.metrics["bench/tvbench/tvbench_acc"] <= 1.0
+        logged[role] = summary["mlflow_run_id"]
+    assert logged["candidate"] != logged["champion"]

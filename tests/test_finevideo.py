@@ -2,7 +2,7 @@ import copy
 
 import pytest
 
-from timewarp.data.finevideo import format_timestamp, parse_timestamp, validate_annotation
+from timewarp.data.finevideo import format_timestamp, parse_timestamp, schema_warnings, validate_annotation
 from helpers import good_row
 
 
@@ -28,13 +28,14 @@ def test_format_round_trip():
 def test_generated_annotation_validates_with_every_field():
     _, annotation = good_row("vid1")
     parsed = validate_annotation(annotation)
-    metadata = parsed.content_metadata
-    assert parsed.original_video_filename == "vid1.mp4"
-    assert metadata.storylines is not None and metadata.storylines.climax is not None
-    assert metadata.characterList and metadata.qAndA and metadata.trimmingSuggestions
-    scene = metadata.scenes[0]
-    assert scene.activities and scene.props and scene.videoEditingDetails and scene.mood.keyMoments
-    assert scene.narrativeProgression and scene.cast
+    assert parsed.original_video_filename == "vid1.mp4" and parsed.original_json_filename == "vid1.json"
+    scene = parsed.content_metadata.scenes[0]
+    assert scene.sceneId == 1 and scene.activities[0].description and scene.activities[0].timestamp.end_timestamp
+    # Every documented field is present and well typed: no warning either.
+    metadata = annotation["content_metadata"]
+    assert metadata["storylines"]["climax"] and metadata["characterList"] and metadata["qAndA"]
+    assert metadata["trimmingSuggestions"] and metadata["scenes"][0]["mood"]["keyMoments"]
+    assert schema_warnings(annotation) == []
 
 
 def test_missing_field_is_named():

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
+import time
 import zipfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -19,6 +21,7 @@ torch = pytest.importorskip("torch")
 
 from lmms_eval.api.instance import Instance  # noqa: E402
 
+from tests.chat_server import ChatServer  # noqa: E402
 from timewarp.data.sample import PALETTE  # noqa: E402
 from timewarp.evaluation.lmms.adapter import MissingVideoError, TimewarpLMM  # noqa: E402
 from timewarp.evaluation.lmms.miniatures import (  # noqa: E402
@@ -27,7 +30,11 @@ from timewarp.evaluation.lmms.miniatures import (  # noqa: E402
     write_tvbench_miniature,
 )  # noqa: E402
 from timewarp.evaluation.lmms.references import load_model_reference  # noqa: E402
-from timewarp.evaluation.lmms.tasks import run_benchmarks  # noqa: E402
+from timewarp.evaluation.lmms.tasks import JudgeEndpoint, run_benchmarks  # noqa: E402
+from timewarp.evaluation.lmms.vinoground_miniature import (  # noqa: E402
+    answer_letters,
+    write_vinoground_miniature,
+)
 from timewarp.evaluation.loglik import option_logps_full  # noqa: E402
 from timewarp.models.base import VideoSample  # noqa: E402
 from timewarp.models.qwen2_vl import family as qwen_family  # noqa: E402
@@ -44,15 +51,21 @@ class FirstSceneModel(TimewarpLMM):
         super().__init__(model=torch.nn.Linear(1, 1), processor=object(), family=qwen_family, frames_per_video=8)
         self.prompts: list[str] = []
 
+    @staticmethod
+    def first_colour(sample) -> str:
+        background = np.median(sample.frames[0].reshape(-1, 3).astype(float), axis=0)
+        return min(PALETTE, key=lambda name: float(np.sum((np.array(PALETTE[name]) - background) ** 2)))
+
+    def reply(self, prompt: str, colour: str) -> str:
+        # TVBench lists options as "A. red", MVBench as "(A) red".
+        letter = re.search(rf"^\(?([A-Z])[.)] {colour}$", prompt, re.MULTILINE).group(1)
+        return f"{letter}. {colour}"
+
     def _replies(self, samples, max_new_tokens, total):
         replies = []
         for sample in samples:
             self.prompts.append(sample.prompt)
-            background = np.median(sample.frames[0].reshape(-1, 3).astype(float), axis=0)
-            colour = min(PALETTE, key=lambda name: float(np.sum((np.array(PALETTE[name]) - background) ** 2)))
-            # TVBench lists options as "A. red", MVBench as "(A) red".
-            letter = re.search(rf"^\(?([A-Z])[.)] {colour}$", sample.prompt, re.MULTILINE).group(1)
-            replies.append(f"{letter}. {colour}")
+            replies.append(self.reply(sample.prompt, self.first_colour(sample)))
         return replies
 
 
@@ -126,7 +139,7 @@ def test_unknown_benchmark_lists_the_known_ones(tmp_path):
 
 
 def test_vinoground_with_a_limit_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="all its 500 groups: run it without a limit"):
+    with pytest.raises(ValueError, match=r"whole groups \(four items each\): run it without a limit"):
         run_benchmarks(FirstSceneModel(), ["vinoground"], {}, 5, tmp_path)
 
 
@@ -210,23 +223,82 @@ def test_adapter_is_registered_with_lmms_eval():
         TimewarpLMM()
 
 
+class TempCompassModel(FirstSceneModel):
+    """Rigged for every TempCompass config, always by the first frame's colour: right on
+    first-colour questions, wrong on last-colour ones, except yes/no about the last colour,
+    where it replies what the rules cannot read ("I cannot tell.")."""
+
+    def reply(self, prompt: str, colour: str) -> str:
+        if prompt.endswith("\nPlease answer yes or no:"):
+            if " shown last " in prompt:
+                return "I cannot tell."
+            return "yes" if prompt.startswith(f"Is {colour} ") else "no"
+        if "\nCaption A: " in prompt:
+            return re.search(rf"^Caption [AB]: {colour} .*$", prompt, re.MULTILINE).group(0)
+        if prompt.startswith("Describe"):
+            return f"The video starts {colour}."
+        return super().reply(prompt, colour)
+
+
+def caption_judge(messages) -> str:
+    """A judge that reads the colour a description starts with and picks that option, and
+    finds every yes/no reply it is shown correct."""
+    prompt = messages[-1]["content"]
+    if "Video Description:" not in prompt:
+        return "Correct"
+    colour = re.search(r"starts (\w+)", prompt.rsplit("Video Description:", 1)[1]).group(1)
+    option = re.search(rf"^[A-D]\. {colour}$", prompt.rsplit("Multi-Choice Question:", 1)[1], re.MULTILINE).group(0)
+    return f"Reasoning: the description names {colour} first.\nAnswer: {option}"
+
+
 def test_rigged_model_scores_exactly_through_lmms_eval_tempcompass(tmp_path):
-    """Multi-choice TempCompass: replies the rules read ("B. blue"), so the judge is never
-    asked (it is off); first-scene questions right, last-scene ones wrong."""
+    """Every TempCompass config through its rules with the judge off: first-colour items
+    right, last-colour ones wrong (2 of 4 each); yes/no's unreadable replies score 0 at once
+    and are counted; judge-only captioning is left out and reported."""
     items = write_tempcompass_miniature(tmp_path / "tempcompass", items=4, seed=2)
-    model = FirstSceneModel()
-    results = run_benchmarks(
-        model, ["tempcompass_multi_choice"], {"tempcompass": str(tmp_path / "tempcompass")}, None, tmp_path / "out"
-    )
-    right = sum(item.config == "scene_transition" for item in items)
-    assert results.metrics["tempcompass_multi_choice"] == {
-        "avg_accuracy": 100.0 * right / 4,
-        "order_accuracy": 100.0 * right / 4,
+    assert [item.config for item in items] == ["scene_transition", "action_sequence"] * 2
+    model = TempCompassModel()
+    started = time.monotonic()
+    results = run_benchmarks(model, ["tempcompass"], {"tempcompass": str(tmp_path / "tempcompass")}, None,
+                             tmp_path / "out")
+    half = {"avg_accuracy": 50.0, "order_accuracy": 50.0}
+    assert results.metrics == {
+        "tempcompass_multi_choice": {**half, "rule_unread_items": 0.0},
+        "tempcompass_yes_no": {**half, "rule_unread_items": 2.0},
+        "tempcompass_caption_matching": {**half, "rule_unread_items": 0.0},
     }
-    assert all(prompt.endswith("\nPlease directly give the best option:") for prompt in model.prompts)
-    assert [p.target for p in results.predictions] == [
-        f"{'ABCD'[i.answer_index]}. {i.candidates[i.answer_index]}" for i in items
-    ]
+    assert list(results.skipped) == ["tempcompass_captioning"]
+    assert "not scored: scored by a judge model only" in "\n".join(results.table_lines())
+    assert time.monotonic() - started < 60  # no judge retries (10 x 1-2 s per unread item)
+    suffixes = {prompt.rsplit("\n", 1)[-1] for prompt in model.prompts}
+    assert suffixes == {"Please directly give the best option:", "Please answer yes or no:"}
+    mc = [p for p in results.predictions if p.task == "tempcompass_multi_choice"]
+    assert [p.target for p in mc] == [f"{'ABCD'[i.answer_index]}. {i.candidates[i.answer_index]}" for i in items]
+
+    with pytest.raises(ValueError, match="tempcompass_captioning is scored by a judge model only"):
+        run_benchmarks(model, ["tempcompass_captioning"], {"tempcompass": str(tmp_path / "tempcompass")}, None,
+                       tmp_path / "out2")
+
+
+def test_tempcompass_judge_is_the_configured_loopback_endpoint(tmp_path):
+    """With a judge endpoint, lmms-eval's own judge calls go to it over HTTP: yes/no replies
+    the rules cannot read are judged, captioning is scored through its multi-choice question."""
+    write_tempcompass_miniature(tmp_path / "tempcompass", items=4, seed=2, configs=("yes_no", "captioning"))
+    with ChatServer(responder=caption_judge) as server:
+        results = run_benchmarks(
+            TempCompassModel(),
+            ["tempcompass_yes_no", "tempcompass_captioning"],
+            {"tempcompass": str(tmp_path / "tempcompass")},
+            None,
+            tmp_path / "out",
+            JudgeEndpoint(f"{server.base_url}/chat/completions", api_key_env="TIMEWARP_TEST_JUDGE_KEY"),
+        )
+        judged = server.chat_requests()
+    assert results.metrics["tempcompass_yes_no"] == {"avg_accuracy": 100.0, "order_accuracy": 100.0,
+                                                      "rule_unread_items": 2.0}
+    assert results.metrics["tempcompass_captioning"] == {"avg_accuracy": 50.0, "order_accuracy": 50.0,
+                                                         "rule_unread_items": 4.0}
+    assert len(judged) == 2 + 4 and not results.skipped
 
 
 def test_model_references_load_lora_folders_and_registry_aliases(tiny_checkpoint, tmp_path):
@@ -269,3 +341,139 @@ def test_model_references_load_lora_folders_and_registry_aliases(tiny_checkpoint
             load_model_reference("models:/tw-bench@missing")
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+class FirstColourThenAModel(FirstSceneModel):
+    """Rigged for Vinoground: a text question gets the caption that starts with the first
+    frame's colour (always right); a video question always gets "A" (right only where the
+    caption's segment comes first)."""
+
+    def reply(self, prompt: str, colour: str) -> str:
+        if "\nCaption: " in prompt:
+            return "A"
+        return re.search(rf"^([AB])\. {colour} turns into", prompt, re.MULTILINE).group(1)
+
+
+def test_rigged_model_scores_exactly_through_lmms_eval_vinoground(tmp_path):
+    """lmms-eval's Vinoground rows, prompts and per-item rule over 4 groups (its own aggregator
+    needs all 500): text right everywhere; video items both "A" only in group 0, so video
+    and group scores are 1 in 4."""
+    rows = write_vinoground_miniature(tmp_path / "vinoground", groups=4, seed=1)
+    assert [answer_letters(g)["video", "pos"] + answer_letters(g)["video", "neg"] for g in range(4)] == [
+        "AA", "AB", "BA", "BB"]
+    model = FirstColourThenAModel()
+    results = run_benchmarks(model, ["vinoground"], {"vinoground": str(tmp_path / "vinoground")}, None, tmp_path / "out")
+    assert results.metrics["vinoground"] == {
+        "vinoground_text_score": 100.0,
+        "vinoground_video_score": 25.0,
+        "vinoground_group_score": 25.0,
+    }
+    assert results.item_counts == {"vinoground": 16} and len(rows) == 16
+    assert all(prompt.endswith("\nPlease only output one English character.") for prompt in model.prompts)
+    assert sum("\nCaption: " in prompt for prompt in model.prompts) == 8
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    """A tiny data-stage export (library calls, as the data stage makes one): 3 videos with
+    rendered shuffled videos, 2 questions each, and the paper's benchmark files."""
+    from timewarp.data.export import export_corpus
+    from timewarp.data.ingest import list_shards
+    from timewarp.data.prepare import PrepareConfig, prepare_corpus
+    from timewarp.data.sample import make_sample
+    from timewarp.generation.datasets import MCQBenchmark, PreferenceDataset, SFTDataset
+    from timewarp.generation.formats import export_text
+    from timewarp.generation.template import TemplateGenerator
+
+    root = tmp_path_factory.mktemp("export")
+    make_sample(root / "raw", videos=3, seed=4)
+    corpus, rejections = prepare_corpus(list_shards(str(root / "raw")), root / "corpus",
+                                        PrepareConfig(frames_per_video=2, render_shuffled_videos=True), workers=1)
+    generator = TemplateGenerator()
+    items = generator.benchmark_text(corpus.videos, 2).items
+    training = generator.training_text(corpus.videos, 1)
+    export_corpus(corpus, rejections, str(root / "export"))
+    export_text(str(root / "export"), SFTDataset(training.sft), PreferenceDataset(training.preferences),
+                MCQBenchmark(items, "normal"), MCQBenchmark(items, "shuffled"))
+    return root / "export", items
+
+
+class NormalAnswerModel(FirstSceneModel):
+    """Rigged: answers every question with its answer on the ORIGINAL video (looked up by
+    the question), whatever it is shown: right on ``timewarp_normal``, and on
+    ``timewarp_shuffled`` right exactly where shuffling left the answer unchanged."""
+
+    def __init__(self, items) -> None:
+        super().__init__()
+        self.answers = {item.question_with_options(): "ABCD"[item.answer_index] for item in items}
+        self.videos: list[str] = []
+
+    def _video_path(self, doc_to_visual, task, split, doc_id):
+        self.videos.append(super()._video_path(doc_to_visual, task, split, doc_id))
+        return self.videos[-1]
+
+    def reply(self, prompt: str, colour: str) -> str:
+        return f"{self.answers[prompt.rsplit(chr(10), 1)[0]]}."
+
+
+def test_rigged_model_scores_exactly_on_our_benchmarks_as_lmms_eval_tasks(export, tmp_path):
+    root, items = export
+    assert len({item.question_with_options() for item in items}) == len(items)
+    unchanged = sum(item.answer_index == item.shuffled_answer_index for item in items)
+    assert unchanged < len(items)  # the shuffled score must differ from the normal one
+    model = NormalAnswerModel(items)
+    results = run_benchmarks(model, ["timewarp_normal", "timewarp_shuffled"], {"timewarp": str(root)}, None,
+                             tmp_path / "out")
+    assert results.metrics == {
+        "timewarp_normal": {"accuracy": 1.0},
+        "timewarp_shuffled": {"accuracy": pytest.approx(unchanged / len(items))},
+    }
+    assert results.item_counts == {"timewarp_normal": len(items), "timewarp_shuffled": len(items)}
+    assert all(prompt.endswith("\nAnswer with the option's letter.") for prompt in model.prompts)
+    assert sorted(model.videos) == sorted(
+        [str(root / folder / f"{item.video_id}.mp4") for folder in ("normal_videos", "shuffled_videos")
+         for item in items])
+
+
+def test_our_benchmarks_refuse_a_missing_root_or_video(export, tmp_path):
+    root, items = export
+    with pytest.raises(ValueError, match=r"give benchmark_roots \{'timewarp': <export_dir>\}"):
+        run_benchmarks(FirstSceneModel(), ["timewarp_normal"], {}, None, tmp_path)
+    partial_export = tmp_path / "partial"
+    shutil.copytree(root, partial_export, ignore=shutil.ignore_patterns("trl_preference", "frames"))
+    (partial_export / "shuffled_videos" / f"{items[0].video_id}.mp4").unlink()
+    with pytest.raises(FileNotFoundError, match=rf"timewarp_shuffled: 2 of {len(items)} items have no video in "
+                       rf".*shuffled_videos \(first: \['{items[0].video_id}'\]\)\. Shuffled videos are exported only"):
+        run_benchmarks(FirstSceneModel(), ["timewarp_shuffled"], {"timewarp": str(partial_export)}, None, tmp_path)
+    (partial_export / "timewarp_normal_benchmark.json").unlink()
+    with pytest.raises(FileNotFoundError, match="timewarp_normal_benchmark.json does not exist"):
+        run_benchmarks(FirstSceneModel(), ["timewarp_normal"], {"timewarp": str(partial_export)}, None, tmp_path)
+
+
+def test_explicit_runs_public_benchmarks_after_registration_only_when_asked(local_stack):
+    """The composition ZenML would run: off by default (no step added); with
+    ``public_benchmarks``, the candidate and the champion are scored after registration and
+    logged to nested MLflow runs in ``timewarp_evaluate``, told apart by role."""
+    from pipelines.timewarp_explicit import timewarp_explicit
+
+    default = timewarp_explicit.with_options()
+    default.prepare()
+    assert not [name for name in default.invocations if "public_benchmarks" in name]
+
+    asked = timewarp_explicit.with_options()
+    asked.prepare(public_benchmarks=["tvbench", "timewarp_normal"],
+                  benchmark_roots={"tvbench": "/data/TVBench", "timewarp": "/data/export"}, public_benchmark_limit=5)
+    invocations = asked.invocations
+    candidate, champion = invocations["score_public_benchmarks_candidate"], invocations["score_public_benchmarks_champion"]
+    assert "register_model" in candidate.upstream_steps and "register_model" in champion.upstream_steps
+    assert candidate.input_artifacts["checkpoint"].invocation_id == "train_dpo"
+    assert champion.parameters["model"] == "models:/timewarp-explicit@champion"
+    for invocation in (candidate, champion):
+        assert invocation.parameters["benchmarks"] == ["tvbench", "timewarp_normal"]
+        assert invocation.parameters["benchmark_roots"] == {"tvbench": "/data/TVBench", "timewarp": "/data/export"}
+        assert invocation.parameters["limit"] == 5
+    for role in ("candidate", "champion"):
+        log = invocations[f"log_public_benchmarks_{role}"]
+        assert log.input_artifacts["public_benchmark_results"].invocation_id == f"score_public_benchmarks_{role}"
+        tracker = log.step.configuration.settings["experiment_tracker"]
+        assert (tracker.experiment_name, tracker.nested, tracker.tags) == ("timewarp_evaluate", True, {"role": role})

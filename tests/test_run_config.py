@@ -52,6 +52,10 @@ def test_defaults_are_valid_and_grouped():
     ({"benchmark_fraction": 0.0}, "greater than 0"),
     ({"sample_videos": 0}, "greater than or equal to 1"),
     ({"frames_per_video": "eight"}, "valid integer"),
+    ({"benchmark_roots": {"tvbench": "/data/TVBench"}}, "public_benchmarks is empty"),
+    ({"public_benchmarks": ["tvbench"], "benchmark_roots": {"tvbnch": "/d"}}, r"benchmark_roots names \['tvbnch'\]"),
+    ({"public_benchmarks": ["timewarp_shuffled"]}, "read a data-stage export folder"),
+    ({"public_benchmarks": ["vinoground"], "public_benchmark_limit": 5}, "leave public_benchmark_limit unset"),
 ])
 def test_bad_values_fail_with_the_parameter_named(change, message):
     with pytest.raises(ValueError, match=message):
@@ -73,7 +77,9 @@ def test_the_variant_pipelines_share_the_explicit_parameters_and_defaults(pipeli
               if name not in ("control", "registered_model_name")}
     assert {name: defaults[name] for name in shared if name in defaults} == {
         name: value for name, value in shared.items() if name in defaults}
-    assert set(shared) - set(defaults) <= {"gate_scorer", "gate_metrics", "gate_margin"}
+    # Public benchmarks after registration: timewarp_explicit (and retraining) only.
+    assert set(shared) - set(defaults) <= {"gate_scorer", "gate_metrics", "gate_margin", "public_benchmarks",
+                                           "benchmark_roots", "public_benchmark_limit"}
     run = settings.from_parameters(defaults)
     assert run.training.with_sft and run.variants.hound_records is None
 

@@ -98,6 +98,9 @@ def test_the_table_reaches_mlflow_and_the_terminal(stack, variants_run):
     assert [line.split()[0] for line in lines[1:6]] == list(ARMS)
     assert lines[-1].startswith("Variants table of ZenML run")
     assert all(line in output for line in lines[:6])  # printed at the end of the command
+    # ... and then where to look: this MLflow run and the run in the ZenML dashboard.
+    pointers = output[output.rindex("Where to look:"):]
+    assert f"MLflow run {logged['mlflow_run_id']}: " in pointers and str(run.id) in pointers
 
 
 def test_one_arm_as_its_own_pipeline_registers_under_its_name(stack, variants_run):
@@ -152,3 +155,4 @@ def test_public_benchmarks_score_the_registry_champion_from_a_local_tvbench_fold
     predictions = {a.path for a in client.list_artifacts(mlflow_run.info.run_id, "predictions")}
     assert "predictions/tvbench_scene_transition.jsonl" in predictions
     assert "Benchmarks of models:/timewarp-combined@champion" in result.stdout + result.stderr
+    assert f"MLflow run {logged['mlflow_run_id']}: " in result.stdout + result.stderr

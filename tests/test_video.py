@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
+from PIL import Image
 
 from timewarp.data.finevideo import validate_annotation
 from timewarp.data.scenes import SceneRules, frame_times, select_scenes
-from timewarp.data.video import VideoDecodeError, available_backends, read_frames, render_clips, video_info
+from timewarp.data.video import VideoDecodeError, available_backends, read_frames, render_clips, video_info, write_png
 from helpers import background_colour, caption_colour, good_row
 
 
@@ -95,3 +96,15 @@ def test_rendered_clips_play_scenes_in_the_given_order(clip, tmp_path):
     assert colours == [caption_colour(scenes[i].caption) for i in order]
     # Gaps between scenes are not in the rendered video.
     assert video_info(out).duration == pytest.approx(sum(scenes[i].duration for i in order), abs=0.3)
+
+
+def test_write_png_stores_the_exact_rgb_pixels(tmp_path):
+    """Frames are stored losslessly in RGB order (OpenCV encodes BGR: a swapped channel order
+    would pass a size check but not this one)."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, size=(36, 64, 3), dtype=np.uint8)
+    frame[:, :8] = (255, 0, 0)  # a pure red band
+    write_png(tmp_path / "frame.png", frame)
+    with Image.open(tmp_path / "frame.png") as image:
+        assert image.mode == "RGB" and image.size == (64, 36)
+        assert np.array_equal(np.asarray(image), frame)

@@ -41,9 +41,13 @@ def training_curves_png(history: Sequence[Mapping[str, float]], keys: Sequence[s
 
 
 def comparison_png(report) -> bytes:
+    return _png(comparison_figure(report))
+
+
+def comparison_figure(report):
     """Grouped bars per scorer and metric: base vs trained accuracy with 95% intervals."""
     labels = [f"{r.scorer}\n{r.metric.replace('accuracy_', '')}" for r in report.rows]
-    figure, axis = plt.subplots(figsize=(max(4.0, 1.2 * len(labels)), 3.0))
+    figure, axis = plt.subplots(figsize=(max(4.0, 1.2 * len(labels)), 3.0), layout="constrained")
     width = 0.38
     for offset, (name, pick) in enumerate(((report.base_kind, "base"), (report.trained_kind, "trained"))):
         estimates = [getattr(r, pick) for r in report.rows]
@@ -51,32 +55,37 @@ def comparison_png(report) -> bytes:
         values = [e.value for e in estimates]
         errors = [[e.value - e.low for e in estimates], [e.high - e.value for e in estimates]]
         axis.bar(xs, values, width, yerr=errors, capsize=3, label=name)
-    axis.axhline(0.25, color="grey", linestyle=":", linewidth=1, label="chance (4 options)")
-    axis.set_xticks(range(len(labels)), labels, fontsize=7)
-    axis.set_ylim(0, 1)
-    axis.set_ylabel("accuracy")
-    axis.legend(fontsize=7)
-    axis.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    return _png(figure)
+    _accuracy_axis(figure, axis, labels, fontsize=7)
+    return figure
 
 
 def variants_png(report) -> bytes:
+    return _png(variants_figure(report))
+
+
+def variants_figure(report):
     """Grouped bars per scorer and metric: every arm's accuracy with its 95% interval."""
     columns = report.columns
     labels = [f"{scorer}\n{metric.replace('accuracy_', '')}" for scorer, metric in columns]
-    figure, axis = plt.subplots(figsize=(max(5.0, 2.2 * len(labels)), 3.2))
+    figure, axis = plt.subplots(figsize=(max(5.0, 2.2 * len(labels)), 3.2), layout="constrained")
     width = 0.8 / max(1, len(report.arms))
     for offset, arm in enumerate(report.arms):
         estimates = [report.cell(arm, scorer, metric).estimate for scorer, metric in columns]
         xs = [i + (offset - (len(report.arms) - 1) / 2) * width for i in range(len(labels))]
         errors = [[e.value - e.low for e in estimates], [e.high - e.value for e in estimates]]
         axis.bar(xs, [e.value for e in estimates], width, yerr=errors, capsize=2, label=arm)
+    _accuracy_axis(figure, axis, labels, fontsize=6)
+    return figure
+
+
+def _accuracy_axis(figure, axis, labels: Sequence[str], fontsize: int) -> None:
+    """Chance line, ticks and limits; the legend below the axes, where it covers no bar
+    (an accuracy near 1 reaches the top of the axes, where a legend inside would sit)."""
     axis.axhline(0.25, color="grey", linestyle=":", linewidth=1, label="chance (4 options)")
     axis.set_xticks(range(len(labels)), labels, fontsize=7)
     axis.set_ylim(0, 1)
     axis.set_ylabel("accuracy")
-    axis.legend(fontsize=6, ncol=2)
     axis.grid(axis="y", alpha=0.3)
-    figure.tight_layout()
-    return _png(figure)
+    handles, names = axis.get_legend_handles_labels()
+    figure.legend(handles, names, loc="outside lower center", ncol=min(len(names), 3), fontsize=fontsize,
+                  frameon=False)

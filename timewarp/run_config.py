@@ -101,6 +101,38 @@ class PromotionSettings(_Settings):
         return self
 
 
+class PublicBenchmarkSettings(_Settings):
+    """Public benchmarks through lmms-eval on the trained model and the registry's champion
+    after registration (``timewarp_explicit``, retraining); off when ``public_benchmarks`` is
+    empty. Task names are checked against lmms-eval's index when the scoring step starts."""
+
+    public_benchmarks: tuple[str, ...] = Field(
+        (), description="lmms-eval tasks or groups (tvbench, mvbench, tempcompass, vinoground, timewarp_normal, ...)")
+    benchmark_roots: dict[str, str] | None = Field(
+        None, description="benchmark (or family, or 'timewarp' for an export folder) -> a local copy in its hub layout")
+    public_benchmark_limit: int | None = Field(None, ge=1, description="items per task; unset: all")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PublicBenchmarkSettings:
+        from timewarp.evaluation.lmms.names import EXPORT_FAMILY, EXPORT_VARIANTS, ROOT_KEYS
+
+        names = self.public_benchmarks
+        if len(set(names)) != len(names) or not all(names):
+            raise ValueError(f"public_benchmarks must name distinct lmms-eval tasks or groups, got {list(names)}")
+        roots = self.benchmark_roots or {}
+        if roots and not names:
+            raise ValueError("benchmark_roots is set but public_benchmarks is empty: name the benchmarks to run")
+        stray = sorted(set(roots) - set(ROOT_KEYS) - set(names))
+        if stray:
+            raise ValueError(f"benchmark_roots names {stray}: neither one of public_benchmarks nor of {list(ROOT_KEYS)}")
+        rootless = [name for name in names if name in EXPORT_VARIANTS and name not in roots and EXPORT_FAMILY not in roots]
+        if rootless:
+            raise ValueError(f"{rootless} read a data-stage export folder: set benchmark_roots {{{EXPORT_FAMILY}: <export_dir>}}")
+        if self.public_benchmark_limit is not None and "vinoground" in names:
+            raise ValueError("vinoground is scored over whole groups: leave public_benchmark_limit unset")
+        return self
+
+
 class VariantsSettings(_Settings):
     """The other arms' data: LLaVA-Hound's DPO set (Base-DPO, Combined) and the model's own
     answers (TimeWarp-Implicit)."""
@@ -140,6 +172,7 @@ class ExplicitRunSettings(_RunSettings):
     training: TrainingSettings
     evaluation: EvaluationSettings
     promotion: PromotionSettings
+    public: PublicBenchmarkSettings
 
     @model_validator(mode="after")
     def _gate_scorer_is_scored(self) -> ExplicitRunSettings:
@@ -171,4 +204,5 @@ class VariantsRunSettings(_RunSettings):
 GROUPS: dict[str, type[_Settings]] = {
     "data": DataSettings, "generation": GenerationSettings, "training": TrainingSettings,
     "evaluation": EvaluationSettings, "promotion": PromotionSettings, "variants": VariantsSettings,
+    "public": PublicBenchmarkSettings,
 }

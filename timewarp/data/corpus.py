@@ -79,6 +79,8 @@ class PreparedVideo:
     has_shuffled_video: bool = False
     # False for a video known only by its frames (LLaVA-Hound's frame folders): no mp4.
     has_video: bool = True
+    # Mismatches in annotation fields the method does not read ("<field>: <why>"), kept as warnings.
+    schema_warnings: list[str] = field(default_factory=list)
 
     @property
     def video_file(self) -> str:
@@ -143,6 +145,7 @@ MANIFEST_SCHEMA = pa.schema(
         ("skipped_scenes", pa.list_(pa.string())),
         ("has_shuffled_video", pa.bool_()),
         ("has_video", pa.bool_()),  # absent from older manifests: the field's default
+        ("schema_warnings", pa.list_(pa.string())),  # likewise
     ]
 )
 REJECTION_SCHEMA = pa.schema(
@@ -237,7 +240,12 @@ class VideoCorpus:
             "scenes": sum(len(v.scenes) for v in self.videos),
             "kept_seconds": round(sum(v.kept_seconds for v in self.videos), 3),
             "shuffled_videos_rendered": sum(v.has_shuffled_video for v in self.videos),
+            "videos_with_schema_warnings": sum(bool(v.schema_warnings) for v in self.videos),
         }
+
+    def schema_warning_counts(self) -> dict[str, int]:
+        """Videos per schema warning (``"<field>: <why>"``), most frequent first."""
+        return dict(Counter(w for v in self.videos for w in v.schema_warnings).most_common())
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Typed schema of a FineVideo row's ``json`` column and its timestamp format.
 
-FineVideo annotations are machine-made, so validation is strict about structure (a
-missing field is an error with its path) and lenient about content (empty lists, odd
-text); the scene rules in :mod:`timewarp.data.scenes` decide what content is usable.
+FineVideo annotations are machine-made, so validation is strict about the structure of
+the fields the method reads (a missing or mistyped one rejects the row, named by its path),
+only warns about the rest of the documented schema (a float ``duration_seconds`` costs no
+video), and is lenient about content (empty lists, odd text): the scene rules in
+:mod:`timewarp.data.scenes` decide what content is usable.
 """
 
 from __future__ import annotations
@@ -50,9 +52,33 @@ class Timestamps(_Record):
     end_timestamp: str
 
 
+# ---- the fields the method reads: a mismatch here rejects the row ------------------------
+
+
 class Activity(_Record):
     description: str
     timestamp: Timestamps
+
+
+class Scene(_Record):
+    sceneId: int
+    activities: list[Activity]
+
+
+class ContentMetadata(_Record):
+    scenes: list[Scene]
+
+
+class FineVideoAnnotation(_Record):
+    """What the method reads of one FineVideo row's ``json`` column: the video and
+    annotation file names, and each scene's id and timed activities (captions and spans)."""
+
+    original_json_filename: str
+    original_video_filename: str
+    content_metadata: ContentMetadata
+
+
+# ---- the rest of the documented schema: a mismatch here is a warning ----------------------
 
 
 class Prop(_Record):
@@ -85,12 +111,10 @@ class CharacterInteraction(_Record):
     description: str
 
 
-class Scene(_Record):
-    sceneId: int
+class DocumentedScene(Scene):
     title: str
     timestamps: Timestamps
     cast: list[str] = Field(default_factory=list)
-    activities: list[Activity]
     props: list[Prop] = Field(default_factory=list)
     videoEditingDetails: list[EditingDetail] = Field(default_factory=list)
     mood: Mood | None = None
@@ -129,7 +153,7 @@ class TrimmingSuggestion(_Record):
     timestamps: Timestamps
 
 
-class ContentMetadata(_Record):
+class DocumentedContentMetadata(ContentMetadata):
     title: str
     description: str
     fps: float | None = None
@@ -137,31 +161,48 @@ class ContentMetadata(_Record):
     qAndA: list[QAndA] = Field(default_factory=list)
     storylines: Storylines | None = None
     trimmingSuggestions: list[TrimmingSuggestion] = Field(default_factory=list)
-    scenes: list[Scene]
+    scenes: list[DocumentedScene]
 
 
-class FineVideoAnnotation(_Record):
-    """The ``json`` column of one FineVideo row."""
+class DocumentedAnnotation(FineVideoAnnotation):
+    """The whole ``json`` column as FineVideo documents it."""
 
     content_fine_category: str
     content_parent_category: str
     duration_seconds: int
-    original_json_filename: str
-    original_video_filename: str
     resolution: str
     text_to_speech: str = ""
-    content_metadata: ContentMetadata
+    content_metadata: DocumentedContentMetadata
+
+
+def _problems(error: ValidationError, positions: bool = True) -> list[tuple[str, str]]:
+    """(field path, message) of each error; list positions as ``*`` without ``positions``."""
+    return [
+        (".".join(str(part) if positions or not isinstance(part, int) else "*" for part in item["loc"]) or "<root>",
+         item["msg"])
+        for item in error.errors()
+    ]
 
 
 def validate_annotation(raw: Any) -> FineVideoAnnotation:
-    """Validate a decoded ``json`` value; raise ``ValueError`` naming every bad field."""
+    """Validate the fields the method reads of a decoded ``json`` value; raise
+    ``ValueError`` naming every bad one."""
     if raw is None:
         raise ValueError("json column is empty")
     try:
         return FineVideoAnnotation.model_validate(raw)
     except ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}"
-            for item in error.errors()[:5]
-        )
+        problems = "; ".join(f"{where}: {message}" for where, message in _problems(error)[:5])
         raise ValueError(f"json does not match the FineVideo schema: {problems}") from None
+
+
+def schema_warnings(raw: Any) -> list[str]:
+    """Where a ``json`` value that passed :func:`validate_annotation` departs from the rest
+    of FineVideo's documented schema, in fields the method never reads: ``"<field>: <why>"``
+    once per field and reason, list positions as ``*`` so that warnings count across
+    videos (``content_metadata.scenes.*.mood.description: Field required``)."""
+    try:
+        DocumentedAnnotation.model_validate(raw)
+    except ValidationError as error:
+        return sorted({f"{where}: {message}" for where, message in _problems(error, positions=False)})
+    return []

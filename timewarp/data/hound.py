@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from timewarp.data.corpus import PreparedVideo, Rejection, RejectionLog, VideoCorpus, check_video_id
 from timewarp.data.sample import MOTIONS, PALETTE, SHAPES, SHORT_MOTIONS, SampleSpec, _draw, _plan_scenes
 from timewarp.data.scenes import SceneSpan
+from timewarp.data.video import write_png
 from timewarp.generation.datasets import PreferenceDataset
 from timewarp.generation.records import PreferencePair
 from timewarp.models.frames import select_frames
@@ -153,7 +154,7 @@ class _FrameFolders:
         target = self.out_dir / "frames" / video
         target.mkdir(parents=True, exist_ok=True)
         for index, image in enumerate(decoded):
-            image.save(target / f"{index:02d}.png")
+            write_png(target / f"{index:02d}.png", np.asarray(image))
         width, height = sizes[0]
         return _Frames(len(decoded), width, height)
 

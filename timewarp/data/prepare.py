@@ -18,15 +18,14 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
 from tqdm.auto import tqdm
 
 from timewarp.data.corpus import PreparedVideo, Rejection, RejectionLog, VideoCorpus, video_id_from_filename
-from timewarp.data.finevideo import validate_annotation
+from timewarp.data.finevideo import schema_warnings, validate_annotation
 from timewarp.data.ingest import RawRow, ShardSet, iter_rows
 from timewarp.data.scenes import SceneRuleError, SceneRules, frame_times, select_scenes
 from timewarp.data.shuffle import scene_permutation
-from timewarp.data.video import VideoDecodeError, read_frames, render_clips, video_info
+from timewarp.data.video import VideoDecodeError, read_frames, render_clips, video_info, write_png
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,7 @@ def prepare_row(row: RawRow, config: PrepareConfig, out_dir: Path) -> PreparedVi
         frame_dir.mkdir(parents=True, exist_ok=True)
         written.append(frame_dir)
         for index, frame in enumerate(frames[len(probe_times):]):
-            Image.fromarray(frame).save(frame_dir / f"{index:02d}.png", compress_level=1)
+            write_png(frame_dir / f"{index:02d}.png", frame)
 
         permutation = scene_permutation(video_id, len(scenes), config.seed)
         video = PreparedVideo(
@@ -122,6 +121,7 @@ def prepare_row(row: RawRow, config: PrepareConfig, out_dir: Path) -> PreparedVi
             frame_times=[t for _, t in frame_plan],
             skipped_scenes=selection.skipped,
             has_shuffled_video=config.render_shuffled_videos,
+            schema_warnings=schema_warnings(annotation_raw),
         )
         if config.render_shuffled_videos:
             shuffled_path = out_dir / video.shuffled_video_file

@@ -14,12 +14,31 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 # Tolerance when comparing annotation times with frame times (float timecodes, rounding).
 TIME_EPS = 1e-3
 # Seek instead of decoding forward when the next wanted frame is this far ahead.
 SEEK_AHEAD_SECONDS = 2.0
+
+
+# Sampled frames are stored as PNG (lossless). zlib level 1 with run-length matching and the
+# average filter encodes a 640x360 frame ~5x faster than Pillow's level 1, and smaller: the
+# stored pixels are identical either way.
+_PNG_PARAMS = [
+    cv2.IMWRITE_PNG_COMPRESSION, 1,
+    cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE,
+    cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_AVG,
+]
+
+
+def write_png(path: str | Path, rgb: np.ndarray) -> None:
+    """Writes an RGB uint8 frame (height, width, 3) to ``path`` as PNG."""
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR), _PNG_PARAMS)
+    if not ok:
+        raise OSError(f"PNG encoding failed for {path} (frame shape {rgb.shape}, dtype {rgb.dtype})")
+    Path(path).write_bytes(encoded.tobytes())
 
 
 class VideoDecodeError(ValueError):

@@ -35,7 +35,11 @@ def split_videos(
     if paper_overlap:
         return VideoSplit(ids, ids, paper_overlap=True)
     if len(ids) < 2:
-        raise ValueError(f"need at least 2 videos to split, got {len(ids)}")
+        raise ValueError(
+            f"need at least 2 videos to split into training and benchmark videos, got {len(ids)}: prepare more "
+            "(max_videos, sample_videos, or the data stage's rejections say why rows were dropped), or set "
+            "paper_overlap to use every video for both"
+        )
     score = {video_id: _unit(seed, video_id) for video_id in ids}
     benchmark = [v for v in ids if score[v] < benchmark_fraction]
     # Both sides non-empty: move the extreme video when a small corpus leaves one empty.

@@ -263,7 +263,8 @@ def load_full_weights(model: Any, checkpoint: str | Path) -> None:
 
 class ResumableCheckpointsMixin:
     """Trainer mixin: marks each checkpoint complete once saved (and only then lets older
-    ones rotate out), and resumes full models through :func:`load_full_weights`. Set
+    ones rotate out), and resumes full models (and loads the best one at the end of an
+    early-stopped run) through :func:`load_full_weights`. Set
     ``run_fingerprint`` (:func:`run_fingerprint`) before training."""
 
     run_fingerprint: dict[str, Any] | None = None
@@ -310,3 +311,17 @@ class ResumableCheckpointsMixin:
             return
         logger.info("loading full weights from %s", resume_from_checkpoint)
         load_full_weights(target, resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        """``load_best_model_at_end`` (early stopping): the best checkpoint's full weights
+        through :func:`load_full_weights`; the Trainer's own path loads the saved key names
+        non-strictly and would silently keep the last epoch's weights."""
+        from transformers import PreTrainedModel
+
+        special = self.is_deepspeed_enabled or self.is_fsdp_enabled  # type: ignore[attr-defined]
+        if special or not isinstance(self.model, PreTrainedModel):  # type: ignore[attr-defined]
+            super()._load_best_model()  # type: ignore[misc]
+            return
+        best = self.state.best_model_checkpoint  # type: ignore[attr-defined]
+        logger.info("loading the best checkpoint's full weights from %s", best)
+        load_full_weights(self.model, best)  # type: ignore[attr-defined]

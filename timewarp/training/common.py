@@ -20,6 +20,7 @@ from timewarp.models.checkpoint import TRAINING_LOG
 from timewarp.training.checkpoints import last_complete_checkpoint, run_fingerprint
 from timewarp.training.collator import FrameSource
 from timewarp.training.config import TrainingRecipe
+from timewarp.training.reproducibility import make_reproducible
 
 __all__ = [
     "ProjectorLearningRateMixin",
@@ -63,6 +64,9 @@ class TrainingStart:
     model: Any
     processor: Any
     collator: Any
+    # What the run records beside the trainer's metrics (model card, final metrics): the
+    # reproducibility settings in effect, and what the trainer adds (validation split, early stop).
+    record: dict[str, float] = field(default_factory=dict)
 
 
 # -- start and end of a run ---------------------------------------------------------------
@@ -92,11 +96,12 @@ def start_training(
     # Before anything is loaded or written: a folder of another run fails here, untouched.
     run = run_fingerprint(model_path, family.name, recipe)
     checkpoint = last_complete_checkpoint(output_dir, run) if resume else None
+    record = make_reproducible(recipe)
     model, processor = load_for_training(family, str(model_path), recipe)
     collator = collator_class(
         family, processor, FrameSource(corpus, recipe.frames_per_video), max_length=recipe.max_length
     )
-    return TrainingStart(output_dir, family, run, checkpoint, model, processor, collator)
+    return TrainingStart(output_dir, family, run, checkpoint, model, processor, collator, record)
 
 
 def train_and_finish(
@@ -114,7 +119,7 @@ def train_and_finish(
     trainer.train(resume_from_checkpoint=start.checkpoint)
     return finish_training(
         trainer, start.processor, start.family, base_model, recipe, start.output_dir, data_versions,
-        start.checkpoint, kind,
+        start.checkpoint, kind, record=start.record,
     )
 
 
@@ -315,11 +320,13 @@ def finish_training(
     data_versions: dict[str, Any] | None,
     checkpoint: str | None,
     kind: str,
+    record: dict[str, float] | None = None,
 ) -> TrainingResult:
-    """Save weights, processor, log and model card (main process only); the result."""
+    """Save weights, processor, log and model card (main process only); the result.
+    ``record`` joins the final metrics."""
     trainer.save_model(str(output_dir))
     history = trainer.state.log_history
-    metrics = final_metrics(history)
+    metrics = {**final_metrics(history), **(record or {})}
     entries = [entry for entry in history if "loss" in entry and "train_runtime" not in entry]
     if trainer.is_world_process_zero():
         processor.save_pretrained(str(output_dir))

@@ -84,6 +84,13 @@ class TrainingRecipe:
     lr_scheduler_type: str = field(
         default="linear", metadata={"help": "Learning rate schedule after warm-up (a transformers scheduler name)."}
     )
+    lr_scheduler_kwargs: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "Arguments of the schedule, e.g. for reduce_lr_on_plateau (SFT with a validation split: the "
+            "rate drops when the validation loss stops falling) {patience: 0, factor: 0.25}."
+        },
+    )
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     per_device_train_batch_size: int = field(
         default=4, metadata={"help": "Rows per forward in each process (a DPO row is a chosen/rejected pair)."}
@@ -129,6 +136,20 @@ class TrainingRecipe:
     dataloader_num_workers: int = field(
         default=0, metadata={"help": "Data loader worker processes; 0: load batches in the training process."}
     )
+    torch_threads: int | None = field(
+        default=None,
+        metadata={
+            "help": "CPU threads torch computes with in each training process (torch.set_num_threads), fixed so "
+            "that a seed's arithmetic does not depend on the machine's core count; None: torch's default."
+        },
+    )
+    deterministic: bool = field(
+        default=False,
+        metadata={
+            "help": "Use torch's deterministic algorithms where it has them (use_deterministic_algorithms, "
+            "warn_only: an op without one warns instead of failing), for runs that repeat per seed."
+        },
+    )
     trl_overrides: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "Any other TrainingArguments / DPOConfig / SFTConfig field, passed through verbatim."},
@@ -147,6 +168,8 @@ class TrainingRecipe:
             raise ValueError("batch size and gradient accumulation must be at least 1")
         if self.num_processes is not None and self.num_processes < 1:
             raise ValueError(f"num_processes must be at least 1 (or null: one per GPU), got {self.num_processes}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"torch_threads must be at least 1 (or null: torch's default), got {self.torch_threads}")
 
     # -- (de)serialisation ------------------------------------------------------------------
 
@@ -219,6 +242,7 @@ class TrainingRecipe:
             # transformers 5 dropped warmup_ratio: a warmup_steps below 1 is a ratio.
             "warmup_steps": self.warmup_ratio,
             "lr_scheduler_type": self.lr_scheduler_type,
+            "lr_scheduler_kwargs": dict(self.lr_scheduler_kwargs),
             "weight_decay": self.weight_decay,
             "per_device_train_batch_size": self.per_device_train_batch_size,
             "gradient_accumulation_steps": self.gradient_accumulation_steps,
@@ -311,12 +335,53 @@ class SFTRecipe(TrainingRecipe):
     learning_rate: float = field(
         default=2e-5, metadata={"help": "Peak learning rate of the model's weights (a common LoRA SFT rate)."}
     )
+    validation_fraction: float = field(
+        default=0.0,
+        metadata={
+            "help": "Share of the SFT examples' videos (training videos only, never the benchmark's) held out, "
+            "by a hash of (seed, video id), to measure the validation loss after every epoch; in [0, 1). "
+            "0: train on every example, no validation."
+        },
+    )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Epochs without a lower validation loss after which SFT stops and keeps its best epoch "
+            "(transformers' EarlyStoppingCallback, load_best_model_at_end); num_train_epochs (or max_steps "
+            "> 0) is then the most it trains. Needs validation_fraction > 0. None: train num_train_epochs, no early stopping."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
+            raise ValueError(f"early_stopping_patience must be at least 1 (or null: off), got {self.early_stopping_patience}")
+        if self.validation_fraction == 0.0 and self.early_stopping_patience is not None:
+            raise ValueError("early_stopping_patience needs a validation split: set validation_fraction > 0 "
+                             "(e.g. 0.1), or early_stopping_patience: null to train num_train_epochs")
+        if self.validation_fraction == 0.0 and self.lr_scheduler_type == "reduce_lr_on_plateau":
+            raise ValueError("lr_scheduler_type reduce_lr_on_plateau follows the validation loss: set "
+                             "validation_fraction > 0 (e.g. 0.1), or another schedule (linear)")
+
+    @property
+    def early_stopping(self) -> bool:
+        return self.early_stopping_patience is not None
 
     def to_trl(self, output_dir: str | Path) -> Any:
         """TRL ``SFTConfig`` for this recipe."""
         from trl import SFTConfig
 
         kwargs = self._common_trl_kwargs(output_dir)
+        if self.validation_fraction > 0:
+            # The validation loss once per epoch; only the loss (not every token's logits) is kept.
+            # (the metric early stopping and reduce_lr_on_plateau follow).
+            kwargs.update(eval_strategy="epoch", per_device_eval_batch_size=self.per_device_train_batch_size,
+                          prediction_loss_only=True, metric_for_best_model="eval_loss", greater_is_better=False)
+        if self.early_stopping:
+            # load_best_model_at_end needs a checkpoint at every evaluation.
+            kwargs.update(save_strategy="epoch", load_best_model_at_end=True)
         # Our collator builds labels (answer tokens only) and the vision tensors itself.
         kwargs["dataset_kwargs"] = {"skip_prepare_dataset": True}
         kwargs.update(self.trl_overrides)
@@ -356,9 +421,13 @@ def continued_sft_recipe(sft: SFTRecipe, dpo: DPORecipe, preference_pairs: int, 
         learning_rate=dpo.learning_rate,
         projector_learning_rate=dpo.projector_learning_rate,
         lr_scheduler_type=dpo.lr_scheduler_type,
+        lr_scheduler_kwargs=dict(dpo.lr_scheduler_kwargs),
         warmup_ratio=dpo.warmup_ratio,
         weight_decay=dpo.weight_decay,
         per_device_train_batch_size=dpo.per_device_train_batch_size,
         gradient_accumulation_steps=dpo.gradient_accumulation_steps,
         max_steps=matched_steps(dpo, preference_pairs, processes),
+        # A fixed budget like DPO's, on every SFT example: no validation split, no early stop.
+        validation_fraction=0.0,
+        early_stopping_patience=None,
     )

@@ -1,6 +1,11 @@
 """Supervised fine-tuning on (video, question, answer) with TRL's SFTTrainer.
 
-The loss covers the answer tokens only. Rows stay untokenised (``skip_prepare_dataset``);
+The loss covers the answer tokens only. With ``recipe.validation_fraction`` whole training
+videos are held out (:mod:`timewarp.training.validation`) and the validation loss is measured
+after every epoch; with ``recipe.early_stopping_patience`` transformers' EarlyStoppingCallback
+stops at the plateau and the best epoch's weights are kept. The split's size, the best and
+the last epoch are recorded in the final metrics and the model card (``validation/*``).
+Rows stay untokenised (``skip_prepare_dataset``);
 :class:`~timewarp.training.collator.VideoSFTCollator` builds ``labels`` and the video
 tensors per batch. Checkpoints, resuming and outputs as for :func:`~timewarp.training.dpo.train_dpo`.
 
@@ -12,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from transformers import EarlyStoppingCallback, TrainerCallback
 from trl import SFTTrainer
 
 from timewarp.data.corpus import VideoCorpus
@@ -29,12 +35,35 @@ from timewarp.training.common import (
     train_and_finish,
 )
 from timewarp.training.config import SFTRecipe
+from timewarp.training.validation import validation_split
 
-__all__ = ["VideoSFTTrainer", "train_sft"]
+__all__ = ["ValidationRecordCallback", "VideoSFTTrainer", "train_sft"]
 
 
 class VideoSFTTrainer(ResumableCheckpointsMixin, ProjectorLearningRateMixin, SFTTrainer):
     """SFTTrainer with a separate learning rate for the multimodal projector."""
+
+
+class ValidationRecordCallback(TrainerCallback):
+    """At the end of training, writes into ``record`` the validation losses' outcome: the
+    best validation loss and its epoch, the epoch training stopped at, and whether early
+    stopping ended it before ``num_train_epochs``."""
+
+    def __init__(self, record: dict[str, float]) -> None:
+        self.record = record
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        evaluations = [entry for entry in state.log_history if "eval_loss" in entry]
+        if not evaluations:
+            return
+        best = min(evaluations, key=lambda entry: entry["eval_loss"])
+        self.record.update({
+            "validation/best_eval_loss": float(best["eval_loss"]),
+            "validation/best_epoch": float(best["epoch"]),
+            "validation/last_eval_loss": float(evaluations[-1]["eval_loss"]),
+            "validation/stopped_epoch": float(state.epoch),
+            "validation/stopped_early": float(state.global_step < state.max_steps),
+        })
 
 
 def train_sft(
@@ -60,10 +89,22 @@ def train_sft(
     )
     family, model = start.family, start.model
     configure_trainable(family, model, recipe)
+    rows, validation_rows = sft_rows(examples), None
+    callbacks = list(callbacks or [])
+    if recipe.validation_fraction > 0:
+        split = validation_split(rows, recipe.validation_fraction, recipe.seed)
+        rows, validation_rows = split.train, Dataset.from_list(split.validation)
+        start.record.update(split.sizes())
+        start.record["validation/fraction"] = recipe.validation_fraction
+        callbacks.append(ValidationRecordCallback(start.record))
+    if recipe.early_stopping_patience is not None:
+        start.record["validation/early_stopping_patience"] = recipe.early_stopping_patience
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
     trainer = VideoSFTTrainer(
         model=model,
         args=recipe.to_trl(start.output_dir),
-        train_dataset=Dataset.from_list(sft_rows(examples)),
+        train_dataset=Dataset.from_list(rows),
+        eval_dataset=validation_rows,
         processing_class=start.processor,
         data_collator=start.collator,
         peft_config=lora_config(family, model, recipe) if recipe.lora is not None else None,

@@ -20,6 +20,7 @@ from timewarp.seeding import stable_rng
 
 __all__ = [
     "MVBENCH_VIDEO_FOLDERS",
+    "TEMPCOMPASS_CONFIGS",
     "TVBENCH_QUESTIONS",
     "TVBENCH_TASKS",
     "MiniatureItem",
@@ -161,42 +162,80 @@ def write_mvbench_miniature(
     return items
 
 
+#: lmms-eval's TempCompass configs (one task each), all in split ``test``.
+TEMPCOMPASS_CONFIGS = ("multi-choice", "yes_no", "caption_matching", "captioning")
+_PLACE = {0: "first", -1: "last"}
+
+
+def _tempcompass_row(config: str, index: int, item: MiniatureItem, question: str) -> dict[str, str]:
+    """One row of ``config`` about ``item`` (``question`` asks its first or last colour)."""
+    letters = "ABCDEFGHIJ"
+    scene = TVBENCH_TASKS[item.config][1]
+    colours, place = item.scene_colours, _PLACE[scene]
+    options = "\n".join(f"{letters[k]}. {c}" for k, c in enumerate(item.candidates))
+    answer = f"{letters[item.answer_index]}. {item.candidates[item.answer_index]}"
+    if config == "multi-choice":
+        return {"question": f"{question}\n{options}", "answer": answer}
+    if config == "yes_no":
+        # First-colour questions alternate a "yes" and a "no" item; last-colour ones are "yes".
+        asked = colours[1] if scene == 0 and index % 4 == 2 else colours[scene]
+        return {"question": f"Is {asked} the background colour shown {place} in the video?",
+                "answer": "yes" if asked == colours[scene] else "no"}
+    if config == "caption_matching":
+        right, wrong = colours[scene], colours[-1 if scene == 0 else 0]
+        first, second = (right, wrong) if item.answer_index % 2 == 0 else (wrong, right)
+        captions = [f"Caption {letter}: {colour} is the background colour shown {place}"
+                    for letter, colour in zip("AB", (first, second))]
+        return {"question": "Which caption matches the video?\n" + "\n".join(captions),
+                "answer": captions[0 if first == right else 1]}
+    return {"question": "Describe the order of the background colours in the video.",
+            "answer": "The background is " + ", then ".join(colours) + ".",
+            "mc_question": f"{question}\n{options}", "mc_answer": answer}
+
+
 def write_tempcompass_miniature(
-    root: str | Path, *, items: int = 4, seed: int = 0, spec: SampleSpec | None = None
+    root: str | Path,
+    *,
+    items: int = 4,
+    seed: int = 0,
+    spec: SampleSpec | None = None,
+    configs: tuple[str, ...] = TEMPCOMPASS_CONFIGS,
 ) -> list[MiniatureItem]:
-    """Write lmms-eval/TempCompass' ``multi-choice`` config under ``root``: ``README.md``
-    with the config (``multi-choice/test-00000-of-00001.parquet``, split ``test``), rows of
-    string columns ``video_id``, ``question`` (options inside: "...\\nA. red\\nB. blue"),
-    ``answer`` ("B. blue") and ``dim`` (``order``), and ``tempcompass_videos.zip`` holding
-    ``videos/<video_id>.mp4``. Questions alternate first/last scene. Returns the items."""
+    """Write lmms-eval/TempCompass' layout under ``root``: ``README.md`` with each config
+    (``<config>/test-00000-of-00001.parquet``, split ``test``), rows of string columns
+    ``video_id``, ``question``, ``answer`` and ``dim`` (``order``), captioning adding
+    ``mc_question`` / ``mc_answer``, and ``tempcompass_videos.zip`` holding
+    ``videos/<video_id>.mp4``. Item ``k`` asks the first scene's colour for even ``k``, the
+    last one's for odd ``k``, in every config: multi-choice options "A. red" (answer "B. blue"),
+    yes/no "Is red the background colour shown first ...?", caption matching "Caption A: red
+    is the background colour shown first" (answer the whole caption line), captioning asks for
+    a description scored through its ``mc_question``. Returns the items, in row order."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    unknown = sorted(set(configs) - set(TEMPCOMPASS_CONFIGS))
+    if unknown:
+        raise ValueError(f"no TempCompass config {unknown}; known: {list(TEMPCOMPASS_CONFIGS)}")
     root = Path(root)
-    (root / "multi-choice").mkdir(parents=True, exist_ok=True)
-    letters = "ABCDEFGHIJ"
     tasks = tuple(TVBENCH_QUESTIONS)
-    written: list[MiniatureItem] = []
-    rows: dict[str, list[str]] = {"video_id": [], "question": [], "answer": [], "dim": []}
     per_task = [
         _items("tempcompass", task, len(range(k, items, len(tasks))), seed, spec or _default_spec())
         for k, task in enumerate(tasks)
     ]
+    made = [per_task[index % len(tasks)][index // len(tasks)] for index in range(items)]
+    root.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(root / "tempcompass_videos.zip", "w") as archive:
-        for index in range(items):
-            item, data, row = per_task[index % len(tasks)][index // len(tasks)]
-            video_id = item.video.removesuffix(".mp4")
+        for item, data, _ in made:
             archive.writestr(f"videos/{item.video}", data)
-            options = "\n".join(f"{letters[k]}. {c}" for k, c in enumerate(item.candidates))
-            rows["video_id"].append(video_id)
-            rows["question"].append(f"{row['question']}\n{options}")
-            rows["answer"].append(f"{letters[item.answer_index]}. {row['answer']}")
-            rows["dim"].append("order")
-            written.append(item)
-    pq.write_table(pa.table(rows), root / "multi-choice" / "test-00000-of-00001.parquet")
-    (root / "README.md").write_text(
-        "---\nconfigs:\n- config_name: multi-choice\n  data_files:\n  - split: test\n"
-        "    path: multi-choice/test-00000-of-00001.parquet\n---\n\n"
-        "# TempCompass miniature (generated by timewarp.evaluation.lmms.miniatures)\n"
-    )
-    return written
+    readme = ["---", "configs:"]
+    for config in configs:
+        rows = [{"video_id": item.video.removesuffix(".mp4"), "dim": "order",
+                 **_tempcompass_row(config, index, item, row["question"])}
+                for index, (item, _, row) in enumerate(made)]
+        (root / config).mkdir(exist_ok=True)
+        pq.write_table(pa.Table.from_pylist(rows), root / config / "test-00000-of-00001.parquet")
+        readme += [f"- config_name: {config}", "  data_files:", "  - split: test",
+                   f"    path: {config}/test-00000-of-00001.parquet"]
+    readme += ["---", "", "# TempCompass miniature (generated by timewarp.evaluation.lmms.miniatures)", ""]
+    (root / "README.md").write_text("\n".join(readme))
+    return [item for item, *_ in made]

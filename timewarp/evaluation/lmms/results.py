@@ -41,6 +41,8 @@ class BenchmarkResults:
     #: leaf task -> number of items scored.
     item_counts: dict[str, int]
     lmms_eval_version: str
+    #: task -> why it was not scored (e.g. a judge-only task with the judge off).
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def flat_metrics(self) -> dict[str, float]:
         """``bench/<task>/<metric>`` -> value (the MLflow metric names); NaN left out."""
@@ -61,6 +63,7 @@ class BenchmarkResults:
             for metric, value in sorted(values.items()):
                 count = self.item_counts.get(task)
                 lines.append(f"{task:<32} {metric:<24} {value:>8.2f} {count if count is not None else '':>6}")
+        lines += [f"{task:<32} not scored: {why}" for task, why in sorted(self.skipped.items())]
         lines.append(f"lmms-eval {self.lmms_eval_version}; values as the task reports them (some in percent)")
         return lines
 
@@ -71,4 +74,4 @@ class BenchmarkResults:
     def from_dict(cls, values: dict) -> BenchmarkResults:
         return cls({task: dict(metrics) for task, metrics in values["metrics"].items()},
                    [ItemPrediction(**item) for item in values["predictions"]],
-                   dict(values["item_counts"]), values["lmms_eval_version"])
+                   dict(values["item_counts"]), values["lmms_eval_version"], dict(values.get("skipped", {})))

@@ -11,8 +11,9 @@ to each of its tasks). Nothing is downloaded for such a benchmark.
 
 A judge model (TempCompass' fallback when its rules cannot read a reply) is off unless a
 :class:`JudgeEndpoint` is given: the task modules read their endpoint from the environment
-when loaded, so "off" gives them no endpoint and no key. TempCompass then retries its
-failed judge call 10 times (1-2 s apart, no network) and scores that item 0.
+when loaded, so "off" gives them no endpoint and no key, and TempCompass scores an
+unreadable reply 0 at once, counted (:mod:`~timewarp.evaluation.lmms.tempcompass`).
+Vinoground is scored over the groups present (:mod:`~timewarp.evaluation.lmms.vinoground`).
 
 This module must not import zenml.
 """
@@ -20,6 +21,7 @@ This module must not import zenml.
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import os
 import shutil
@@ -27,26 +29,39 @@ import tarfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from lmms_eval.tasks import TaskManager
+
+from timewarp.evaluation.lmms import export_tasks, tempcompass, vinoground
 from timewarp.evaluation.lmms.adapter import TimewarpLMM
-from timewarp.evaluation.lmms.results import BenchmarkResults, ItemPrediction, JudgeEndpoint
+from timewarp.evaluation.lmms.names import BENCHMARK_FAMILIES, ROOT_KEYS
+from timewarp.evaluation.lmms.results import (
+    BenchmarkResults,
+    ItemPrediction,
+    JudgeEndpoint,
+)
 
 __all__ = ["BENCHMARK_FAMILIES", "BenchmarkResults", "ItemPrediction", "JudgeEndpoint", "run_benchmarks"]
-
-#: Benchmark families this module knows how to run from a local root -> the lmms-eval task
-#: folder whose template names the video ``cache_dir``.
-BENCHMARK_FAMILIES: dict[str, str] = {
-    "tvbench": "tvbench/_default_template_yaml",
-    "mvbench": "mvbench/_default_template_yaml",
-    "tempcompass": "tempcompass/_default_template_yaml",
-    "vinoground": "vinoground/vinoground.yaml",
-}
 
 #: Environment the judge-using task modules read at load time.
 _JUDGE_ENV = ("API_TYPE", "OPENAI_API_URL", "OPENAI_API_KEY")
 #: The ``API_TYPE`` that makes those modules build no endpoint (they only know "openai"/"azure").
 _JUDGE_OFF = "off"
+
+
+class _IndexedTaskManager(TaskManager):
+    """lmms-eval's TaskManager whose index (task name -> YAML path, from a walk over its
+    thousands of YAML files: seconds) is built once per process; it holds no task config,
+    so each run still loads every config afresh."""
+
+    _indexes: ClassVar[dict[tuple[str, bool], dict[str, Any]]] = {}
+
+    def initialize_tasks(self, include_path: Any = None, include_defaults: bool = True) -> dict[str, Any]:
+        key = (str(include_path), include_defaults)
+        if key not in self._indexes:
+            self._indexes[key] = super().initialize_tasks(include_path=include_path, include_defaults=include_defaults)
+        return copy.deepcopy(self._indexes[key])
 
 
 def _family(benchmark: str) -> str | None:
@@ -240,8 +255,32 @@ def _add_group_means(metrics: dict[str, dict[str, float]], leaves: Mapping[str, 
         if metrics.get(group) or tasks == [group] or not all(task in metrics for task in tasks):
             continue
         names = set.intersection(*(set(metrics[task]) for task in tasks)) if tasks else set()
+        names.discard(tempcompass.RULE_UNREAD)  # a count per task, not a score to average
         if names:
             metrics[group] = {name: sum(metrics[task][name] for task in tasks) / len(tasks) for name in sorted(names)}
+
+
+def _task_entries(
+    task_manager: Any, benchmark: str, judge_on: bool, skipped: dict[str, str]
+) -> list[tuple[str, dict[str, Any]]]:
+    """(task or group, task-config override) to run for ``benchmark``: Vinoground with its
+    aggregation over the groups present, TempCompass per leaf task with its rules counted
+    (a judge-only leaf of a group asked for with the judge off goes to ``skipped``)."""
+    from lmms_eval import utils
+
+    family = _family(benchmark)
+    if family == "vinoground":
+        return [(benchmark, vinoground.task_override())]
+    if family != "tempcompass":
+        return [(benchmark, {})]
+    entries = []
+    for task in _leaf_configs(task_manager, benchmark):
+        if task in tempcompass.JUDGE_ONLY and not judge_on and task != benchmark:
+            skipped[task] = "scored by a judge model only, and the judge is off (give judge_url to score it)"
+            continue
+        metric_list = utils.load_yaml_config(task_manager.task_index[task]["yaml_path"], mode="full")["metric_list"]
+        entries.append((task, tempcompass.task_override(task, metric_list, judge_on=judge_on)))
+    return entries
 
 
 def run_benchmarks(
@@ -259,10 +298,11 @@ def run_benchmarks(
     tasks or groups ``benchmarks``, ``limit`` items per leaf task. A benchmark whose family
     (``tvbench``, ``mvbench``, ``tempcompass``, ``vinoground``) has a root in
     ``benchmark_roots`` (keyed by family or by the exact name) is read from that folder
-    offline (module docstring); others come from the hub. ``output_dir`` holds lmms-eval's
+    offline (module docstring); others come from the hub. Our ``timewarp_normal`` /
+    ``timewarp_shuffled`` read a data-stage export folder, ``benchmark_roots["timewarp"]``
+    (:mod:`~timewarp.evaluation.lmms.export_tasks`). ``output_dir`` holds lmms-eval's
     private ``HF_HOME`` (extracted videos, dataset cache)."""
     from lmms_eval.evaluator import simple_evaluate
-    from lmms_eval.tasks import TaskManager
 
     benchmark_roots = dict(benchmark_roots or {})
     adapter = (
@@ -279,18 +319,21 @@ def run_benchmarks(
     output_dir = Path(output_dir).resolve()
     hf_home = output_dir / "hf_home"
     hf_home.mkdir(parents=True, exist_ok=True)
-    stray = sorted(set(benchmark_roots) - set(BENCHMARK_FAMILIES) - set(benchmarks))
+    stray = sorted(set(benchmark_roots) - set(ROOT_KEYS) - set(benchmarks))
     if stray:
         raise ValueError(
             f"benchmark_roots names {stray}, which is neither a benchmark asked for "
-            f"nor one of {sorted(BENCHMARK_FAMILIES)}"
+            f"nor one of {sorted(ROOT_KEYS)}"
         )
     if limit is not None and any(_family(benchmark) == "vinoground" for benchmark in benchmarks):
-        # lmms-eval's Vinoground aggregator indexes all 500 groups and fails on a partial run.
-        raise ValueError("vinoground is scored over all its 500 groups: run it without a limit")
+        # A limit cuts a group's four items apart, and a cut item would count as wrong.
+        raise ValueError("vinoground is scored over whole groups (four items each): run it without a limit")
+    exports = export_tasks.export_overrides(benchmarks, benchmark_roots)
     roots: dict[str, Path] = {}
     for benchmark in benchmarks:
         family = _family(benchmark)
+        if benchmark in exports:
+            continue
         root = benchmark_roots.get(benchmark) or (benchmark_roots.get(family) if family else None)
         if root is None:
             continue
@@ -308,16 +351,19 @@ def run_benchmarks(
     environment = {"HF_HOME": str(hf_home), **_judge_environment(judge)}
     _skip_filelock_patch()
     with _environment(environment):
-        task_manager = TaskManager("WARNING")
+        task_manager = _IndexedTaskManager("WARNING", include_path=str(export_tasks.TASKS_DIR))
         _check_names(task_manager, benchmarks)
         tasks: list[str | dict[str, Any]] = []
+        skipped: dict[str, str] = {}
         for benchmark in benchmarks:
-            if benchmark not in roots:
-                tasks.append(benchmark)
-                continue
-            _check_configs(task_manager, benchmark, roots[benchmark])
-            _prepare_cache(roots[benchmark], hf_home / _cache_dir_name(_family(benchmark)))
-            tasks.append({"task": benchmark, "dataset_path": str(roots[benchmark])})
+            local = dict(exports.get(benchmark, {}))
+            if benchmark in roots:
+                _check_configs(task_manager, benchmark, roots[benchmark])
+                _prepare_cache(roots[benchmark], hf_home / _cache_dir_name(_family(benchmark)))
+                local["dataset_path"] = str(roots[benchmark])
+            for name, override in _task_entries(task_manager, benchmark, judge is not None, skipped):
+                entry = {**override, **local}
+                tasks.append({"task": name, **entry} if entry else name)
         results = simple_evaluate(
             model=adapter,
             tasks=tasks,
@@ -337,4 +383,5 @@ def run_benchmarks(
         predictions=_predictions(samples, {task: set(values) for task, values in metrics.items()}),
         item_counts={task: len(rows) for task, rows in samples.items()},
         lmms_eval_version=_version(),
+        skipped=skipped,
     )
