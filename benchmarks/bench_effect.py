@@ -1,6 +1,6 @@
 """The TimeWarp effect in miniature, over seeds: the default ``timewarp_explicit`` run
 (learnable sample, tiny Qwen2-VL, SFT then DPO) with SFT trained to a plateau
-(``configs/explicit_plateau.yaml``) and the continued-SFT control, once per
+(its default recipe) and the continued-SFT control, once per
 seed, each in full (no step cache), on the local stack in a ZenML and MLflow store of its
 own. Prints, per seed and as mean / standard deviation / range over seeds, the accuracy of
 the SFT, DPO and control models on the normal and shuffled benchmarks, the DPO - SFT,
@@ -12,8 +12,8 @@ interval includes 0 (no winner).
     python benchmarks/bench_effect.py [--seeds 0 1 2] [--scorer text_loglik] [--config run.yaml]
 
 ``--config`` is a ``timewarp_explicit`` run config whose parameters replace the defaults
-(default: ``configs/explicit_plateau.yaml``; it must not set ``seed``, ``control``, ``checkpoint_root`` or ``registered_model_name``,
-which the benchmark sets per run).
+(default: none; it must not set ``seed``, ``control``, ``checkpoint_root`` or
+``registered_model_name``, which the benchmark sets per run).
 """
 
 from __future__ import annotations
@@ -33,6 +33,26 @@ METRICS = ("accuracy_normal", "accuracy_shuffled")
 ARMS = ("SFT", "DPO", "SFT-cont")
 #: The SFT stage's record (timewarp.training.sft) shown per seed.
 SFT_RECORD = {"SFT stopped epoch": "validation/stopped_epoch", "SFT best epoch": "validation/best_epoch"}
+
+
+#: ``--cpu-isa``: the vector instructions torch's own kernels (ATen), MKL and oneDNN may use,
+#: so one machine can run with the arithmetic of an older one (the usual source of drift
+#: between machines for a fixed seed, thread count and deterministic algorithms).
+CPU_ISA = {
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "DNNL_MAX_CPU_ISA": "AVX2"},
+    "sse": {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "DNNL_MAX_CPU_ISA": "SSE41"},
+}
+
+
+def _limit_cpu_isa(name: str) -> str:
+    """Set ``--cpu-isa`` before torch loads; returns the capability torch then reports."""
+    os.environ.update(CPU_ISA.get(name, {}))
+    import torch
+
+    capability = torch.backends.cpu.get_cpu_capability()
+    if name != "native" and capability.lower() != CPU_ISA[name]["ATEN_CPU_CAPABILITY"].lower():
+        raise SystemExit(f"--cpu-isa {name}: torch still reports {capability} (was torch imported before?)")
+    return capability
 
 
 def _isolate(work: Path) -> None:
@@ -134,14 +154,19 @@ def main() -> None:
     parser.add_argument("--scorer", default="text_loglik")
     parser.add_argument("--work", default=str(REPO / ".timewarp" / "bench" / "effect"))
     parser.add_argument("--out", default=None, help="JSON results (default: WORK/results.json)")
-    parser.add_argument("--config", default=str(REPO / "configs" / "explicit_plateau.yaml"),
-                        help="a timewarp_explicit run config (YAML; default: configs/explicit_plateau.yaml, SFT to a plateau)")
+    parser.add_argument("--cpu-isa", default="native", choices=("native", *CPU_ISA),
+                        help="the CPU's vector instructions torch, MKL and oneDNN may use (native: all this CPU has; "
+                        "avx2 or sse: run with an older machine's arithmetic to see how far a seed moves)")
+    parser.add_argument("--config", default=None,
+                        help="a timewarp_explicit run config (YAML) whose parameters replace the defaults (default: none, "
+                        "the default run, SFT trained to a plateau)")
     args = parser.parse_args()
     config = str(Path(args.config).resolve()) if args.config else None
     work = Path(args.work).resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     _isolate(work)
+    capability = _limit_cpu_isa(args.cpu_isa)
 
     from infra.local_stack import ensure_local_stack, other_store_in_this_checkout
 
@@ -152,7 +177,7 @@ def main() -> None:
     summary = summarise(rows)
     pooled = pooled_difference([(row["seed"], results) for row, results in runs])
     print(f"\nTimeWarp effect, default timewarp_explicit run, scorer {args.scorer}, seeds {args.seeds}, "
-          f"{rows[0]['items']} benchmark items per variant")
+          f"{rows[0]['items']} benchmark items per variant, torch CPU kernels {capability}")
     for row in rows:
         print(f"  seed {row['seed']}: {row['seconds']:.0f} s  " + "  ".join(
             f"{m.removeprefix('accuracy_')}: " + " ".join(f"{arm} {row[f'{arm} {m}']:.1%}" for arm in ARMS)
@@ -171,7 +196,7 @@ def main() -> None:
     for metric, result in pooled.items():
         print(f"  {metric:18} {result['value']:+.1%} [{result['low']:+.1%}, {result['high']:+.1%}]  {result['verdict']}")
     out = Path(args.out) if args.out else work / "results.json"
-    out.write_text(json.dumps({"scorer": args.scorer, "seeds": rows, "summary": summary,
+    out.write_text(json.dumps({"scorer": args.scorer, "cpu_capability": capability, "seeds": rows, "summary": summary,
                                "DPO-SFT-cont pooled": pooled}, indent=1))
     print(f"results: {out}")
 

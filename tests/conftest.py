@@ -64,8 +64,6 @@ def explicit_runs(local_stack, tmp_path_factory) -> list:
         "sample_videos": 10, "checkpoint_root": str(tmp / "checkpoints"),
         "recipe_overrides": {"max_steps": 3, "save_steps": 10, "logging_steps": 1},
         "registered_model_name": "timewarp-e2e", "control": "sft_continue",
-        # SFT with early stopping on a validation split (configs/explicit_plateau.yaml's recipe).
-        "sft_recipe": str(Path(__file__).resolve().parent.parent / "configs/recipes/sft_cpu_plateau.yaml"),
     }
     # The third run: other benchmark items (same videos and training data, so training is
     # cached), and the public-benchmark switch on: the trained model and the champion on a

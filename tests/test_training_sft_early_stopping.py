@@ -46,13 +46,17 @@ def test_recipe_validates_the_early_stopping_fields(tmp_path):
         SFTRecipe(validation_fraction=0.1, early_stopping_patience=0)
     with pytest.raises(ValueError, match="torch_threads"):
         SFTRecipe(torch_threads=0)
+    with pytest.raises(ValueError, match="early_stopping_threshold"):
+        SFTRecipe(validation_fraction=0.1, early_stopping_patience=2, early_stopping_threshold=-0.1)
     args = SFTRecipe.cpu_test(validation_fraction=0.2, early_stopping_patience=2).to_trl(tmp_path)
     assert (args.eval_strategy, args.save_strategy) == ("epoch", "epoch")
     assert args.load_best_model_at_end and args.metric_for_best_model == "eval_loss" and not args.greater_is_better
-    # The plateau recipe (configs/explicit_plateau.yaml) stops early; the control arm never does
-    # (DPO's fixed budget).
-    plateau = SFTRecipe.from_yaml("configs/recipes/sft_cpu_plateau.yaml")
+    # The default recipe trains to the plateau (sft_cpu_plateau.yaml, its older name, repeats
+    # it); the control arm never stops early (DPO's fixed budget).
+    plateau = SFTRecipe.from_yaml("configs/recipes/sft_cpu_tiny.yaml")
     assert plateau.early_stopping_patience and plateau.validation_fraction > 0 and plateau.torch_threads
+    assert plateau.early_stopping_threshold > 0 and plateau.deterministic
+    assert SFTRecipe.from_yaml("configs/recipes/sft_cpu_plateau.yaml") == plateau
     control = continued_sft_recipe(plateau, DPORecipe.from_yaml("configs/recipes/dpo_cpu_tiny.yaml"), 100)
     assert control.early_stopping_patience is None and control.validation_fraction == 0.0
 
@@ -107,6 +111,20 @@ def test_sft_stops_at_the_plateau_and_keeps_the_best_epoch(tmp_path, data):
     saved, kept = load_file(tmp_path / "sft" / "model.safetensors"), load_file(best_checkpoint / "model.safetensors")
     assert saved.keys() == kept.keys() and all(torch.equal(saved[k], kept[k]) for k in saved)
     assert "validation/stopped_epoch" in (tmp_path / "sft" / "README.md").read_text()
+
+
+def test_a_loss_that_only_creeps_down_counts_as_the_plateau(tmp_path, data):
+    """early_stopping_threshold: an epoch that lowers the validation loss by less than the
+    threshold is not a new best for early stopping, so the run ends at the plateau."""
+    corpus, examples, tiny = data
+    recipe = SFTRecipe.cpu_test(
+        learning_rate=1e-2, lora=None, warmup_ratio=0.0, num_train_epochs=12, validation_fraction=0.3,
+        early_stopping_patience=2, early_stopping_threshold=10.0, save_total_limit=1, torch_threads=1, seed=3,
+    )
+    record = train_sft(tiny, examples, corpus, recipe, tmp_path / "sft").final_metrics
+    # Epoch 1 sets the first best; no later epoch can beat it by 10, so 2 more end the run.
+    assert record["validation/stopped_epoch"] == 3.0 and record["validation/stopped_early"] == 1.0
+    assert record["validation/early_stopping_threshold"] == 10.0
 
 
 def test_a_seed_repeats_exactly(tmp_path, data):

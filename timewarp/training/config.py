@@ -351,6 +351,13 @@ class SFTRecipe(TrainingRecipe):
             "> 0) is then the most it trains. Needs validation_fraction > 0. None: train num_train_epochs, no early stopping."
         },
     )
+    early_stopping_threshold: float = field(
+        default=0.0,
+        metadata={
+            "help": "The least drop in validation loss that counts as a new best for early stopping (absolute; "
+            "transformers' early_stopping_threshold): a loss that only creeps down near 0 ends the run."
+        },
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -358,6 +365,8 @@ class SFTRecipe(TrainingRecipe):
             raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 1:
             raise ValueError(f"early_stopping_patience must be at least 1 (or null: off), got {self.early_stopping_patience}")
+        if self.early_stopping_threshold < 0:
+            raise ValueError(f"early_stopping_threshold must be >= 0, got {self.early_stopping_threshold}")
         if self.validation_fraction == 0.0 and self.early_stopping_patience is not None:
             raise ValueError("early_stopping_patience needs a validation split: set validation_fraction > 0 "
                              "(e.g. 0.1), or early_stopping_patience: null to train num_train_epochs")

@@ -99,7 +99,9 @@ def train_sft(
         callbacks.append(ValidationRecordCallback(start.record))
     if recipe.early_stopping_patience is not None:
         start.record["validation/early_stopping_patience"] = recipe.early_stopping_patience
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
+        start.record["validation/early_stopping_threshold"] = recipe.early_stopping_threshold
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience,
+                                               early_stopping_threshold=recipe.early_stopping_threshold))
     trainer = VideoSFTTrainer(
         model=model,
         args=recipe.to_trl(start.output_dir),
