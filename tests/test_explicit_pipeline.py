@@ -38,7 +38,10 @@ def test_mlflow_has_params_metrics_and_the_registered_model(stack, runs):
     assert params["family"] == "qwen2_vl" and "data.preference_pairs" in params
     metrics = run.data.metrics
     # The SFT stage trains to a validation plateau and records where it stopped, reproducibly.
-    assert params["sft_recipe.early_stopping_patience"] == "2" and params["sft_recipe.torch_threads"] == "2"
+    # (The default recipe's values, as logged.)
+    assert params["sft_recipe.early_stopping_patience"] == "3" and params["sft_recipe.torch_threads"] == "2"
+    assert params["sft_recipe.early_stopping_threshold"] == "0.001"
+    assert metrics["sft/validation/early_stopping_threshold"] == 0.001
     assert 0 < metrics["sft/validation/best_epoch"] <= metrics["sft/validation/stopped_epoch"]
     assert metrics["sft/validation/videos"] >= 1 and metrics["sft/reproducibility/torch_threads"] == 2
     # The default: the tiny model is taught by SFT first; DPO and the control arm start from it.
