@@ -9,7 +9,7 @@ wall time of each run. DPO - control is also pooled over the seeds, with a paire
 interval clustered by (seed, video), and the verdict says which arm wins, or that the
 interval includes 0 (no winner).
 
-    python benchmarks/bench_effect.py [--seeds 0 1 2] [--scorer text_loglik] [--config run.yaml]
+    python benchmarks/bench_effect.py [--seeds 0 1 2] [--scorer text_loglik] [--config run.yaml] [--cpu-isa avx2]
 
 ``--config`` is a ``timewarp_explicit`` run config whose parameters replace the defaults
 (default: none; it must not set ``seed``, ``control``, ``checkpoint_root`` or
